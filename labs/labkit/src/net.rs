@@ -1,0 +1,42 @@
+//! The listening socket and the fd limit, set up the way every server lab needs.
+
+use crate::OrFail;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+/// Raises the soft limit on open files to the hard limit.
+///
+/// Every connection costs one fd, and the soft limit is often 1024: a server
+/// meant for 10,000 clients would otherwise fail at accept with EMFILE.
+pub fn raise_fd_limit() {
+    let (_soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).or_fail("getrlimit(RLIMIT_NOFILE)");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).or_fail("setrlimit(RLIMIT_NOFILE)");
+}
+
+/// Binds 127.0.0.1:`port` (0: any free port) and listens. Exits 1 on failure.
+///
+/// The socket is still in blocking mode: making it non-blocking is part of
+/// every lab, and the lab's code should say why.
+pub fn bind_loopback(port: u16) -> TcpListener {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let context = format!("cannot listen on {addr}");
+    let socket =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).or_fail(&context);
+    // Restarting the server right after it exits must not fail because old
+    // connections to this port are still in TIME_WAIT.
+    socket.set_reuse_address(true).or_fail(&context);
+    socket.bind(&addr.into()).or_fail(&context);
+    socket.listen(4096).or_fail(&context);
+    socket.into()
+}
+
+/// Prints the `listening on 127.0.0.1:PORT` line graders wait for, and flushes it.
+pub fn announce(listener: &TcpListener) {
+    let addr = listener.local_addr().or_fail("getsockname");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .or_fail("cannot write to stdout");
+}
