@@ -14,12 +14,7 @@ pub struct Args {
 impl Args {
     /// Parses `std::env::args()`. `value_flags` take a value, `bool_flags` do not.
     pub fn parse(usage: &'static str, value_flags: &[&str], bool_flags: &[&str]) -> Args {
-        Args::parse_from(
-            std::env::args().skip(1),
-            usage,
-            value_flags,
-            bool_flags,
-        )
+        Args::parse_from(std::env::args().skip(1), usage, value_flags, bool_flags)
     }
 
     pub fn parse_from(

@@ -22,8 +22,7 @@ pub fn raise_fd_limit() {
 pub fn bind_loopback(port: u16) -> TcpListener {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let context = format!("cannot listen on {addr}");
-    let socket =
-        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).or_fail(&context);
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).or_fail(&context);
     // Restarting the server right after it exits must not fail because old
     // connections to this port are still in TIME_WAIT.
     socket.set_reuse_address(true).or_fail(&context);

@@ -93,9 +93,18 @@ impl Connection {
         }
     }
 
-    /// True when replies wait for the socket to become writable.
+    /// True when the write side has work: replies to send, or (once they are
+    /// sent) the shutdown or close that ends the connection.
     pub fn wants_write(&self) -> bool {
-        self.pending() > 0 && self.phase != Phase::Done
+        match self.phase {
+            Phase::Echoing => self.pending() > 0,
+            // Even with nothing left to send, `flush` must run once more to
+            // shut down our writing half: `quit` may arrive after every reply
+            // has already gone out.
+            Phase::Ending { write_shut } => self.pending() > 0 || !write_shut,
+            Phase::Draining => true,
+            Phase::Done => false,
+        }
     }
 
     /// True once the connection is finished and can be dropped.

@@ -79,7 +79,11 @@ fn quit_ends_with_a_lingering_close() {
     let mut got = [0; 2];
     client.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"a\n");
-    assert_eq!(client.read(&mut [0; 1]).unwrap(), 0, "FIN after the replies");
+    assert_eq!(
+        client.read(&mut [0; 1]).unwrap(),
+        0,
+        "FIN after the replies"
+    );
     client.shutdown(Shutdown::Write).unwrap();
     pump(&mut conn);
     assert!(conn.is_done());
@@ -107,7 +111,10 @@ fn the_8193rd_byte_without_newline_is_too_long() {
     assert_eq!(conn.pending(), 0);
     let mut got = [0; 3];
     client.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"ok\n", "8192 bytes without newline: wait for one more");
+    assert_eq!(
+        &got, b"ok\n",
+        "8192 bytes without newline: wait for one more"
+    );
     client.write_all(b"y").unwrap();
     pump(&mut conn);
     client.shutdown(Shutdown::Write).unwrap();
@@ -120,7 +127,11 @@ fn the_8193rd_byte_without_newline_is_too_long() {
 #[test]
 fn reading_stops_at_the_backpressure_limit() {
     let (mut conn, mut client) = pair();
-    let line = [b'z'; 1023].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+    let line = [b'z'; 1023]
+        .iter()
+        .chain(b"\n")
+        .copied()
+        .collect::<Vec<u8>>();
     let mut scratch = vec![0; READ_CHUNK];
     let mut queued = 0;
     client.set_nonblocking(true).unwrap();

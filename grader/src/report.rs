@@ -1,0 +1,230 @@
+//! Reports: the human checklist, a stable JSON format, Gradescope's results.json.
+
+use crate::process::indent;
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "OK",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+
+    fn json(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    pub name: String,
+    pub description: String,
+    pub status: Status,
+    pub points: u32,
+    pub max: u32,
+    pub seconds: f64,
+    /// Why it failed or was skipped; empty on a pass.
+    pub message: String,
+    /// Measurements, shown with `--verbose`.
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    /// `basic_echo          OK     0.3s   5/5`, then the message, indented.
+    pub fn human(&self, verbose: bool) -> String {
+        let mut text = format!(
+            "{:<22} {:<5} {:>6.1}s  {:>3}/{}",
+            self.name,
+            self.status.word(),
+            self.seconds,
+            self.points,
+            self.max
+        );
+        if verbose {
+            text += &format!("\n{}", indent(&self.description, "      "));
+        }
+        if !self.message.is_empty() {
+            text += &format!("\n{}", indent(&self.message, "    "));
+        }
+        if verbose && !self.notes.is_empty() {
+            text += &format!("\n{}", indent(&self.notes.join("\n"), "      measured: "));
+        }
+        text
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LabReport {
+    pub lab: String,
+    pub bin: String,
+    pub checks: Vec<CheckReport>,
+}
+
+impl LabReport {
+    pub fn score(&self) -> u32 {
+        self.checks.iter().map(|c| c.points).sum()
+    }
+
+    pub fn max_score(&self) -> u32 {
+        self.checks.iter().map(|c| c.max).sum()
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.status == Status::Pass)
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.checks.iter().map(|c| c.seconds).sum()
+    }
+
+    pub fn header(lab: &str, bin: &str) -> String {
+        format!("== grading {lab}: {bin} ==")
+    }
+
+    pub fn footer(&self) -> String {
+        let failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Pass)
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut text = format!("Score: {}/{}", self.score(), self.max_score());
+        if !failed.is_empty() {
+            text += &format!("  (not passed: {})", failed.join(", "));
+        }
+        text
+    }
+
+    /// The stable machine-readable format (`--format json`).
+    pub fn json(&self) -> Value {
+        json!({
+            "lab": self.lab,
+            "bin": self.bin,
+            "score": self.score(),
+            "max_score": self.max_score(),
+            "passed": self.all_passed(),
+            "seconds": round(self.seconds()),
+            "checks": self.checks.iter().map(|c| json!({
+                "name": c.name,
+                "description": c.description,
+                "status": c.status.json(),
+                "points": c.points,
+                "max_points": c.max,
+                "seconds": round(c.seconds),
+                "message": c.message,
+                "notes": c.notes,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Gradescope's results.json: one test per check.
+    pub fn gradescope(&self) -> Value {
+        json!({
+            "score": self.score(),
+            "max_score": self.max_score(),
+            "execution_time": self.seconds().round() as u64,
+            "output": format!("{}: {}", self.lab, self.footer()),
+            "tests": self.checks.iter().map(|c| {
+                let mut output = c.description.clone();
+                if c.status == Status::Skip {
+                    output += "\nSKIPPED (worth 0 points until it can run):";
+                }
+                if !c.message.is_empty() {
+                    output += &format!("\n\n{}", c.message);
+                }
+                json!({
+                    "name": c.name,
+                    "score": c.points,
+                    "max_score": c.max,
+                    "status": if c.status == Status::Pass { "passed" } else { "failed" },
+                    "output": output,
+                })
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn round(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> LabReport {
+        let check = |name: &str, status, points, max| CheckReport {
+            name: name.into(),
+            description: format!("{name} does things"),
+            status,
+            points,
+            max,
+            seconds: 0.25,
+            message: if status == Status::Pass {
+                String::new()
+            } else {
+                "it broke\n  here".into()
+            },
+            notes: vec!["cpu 0.01 s".into()],
+        };
+        LabReport {
+            lab: "poll_echo".into(),
+            bin: "target/x".into(),
+            checks: vec![
+                check("basic_echo", Status::Pass, 5, 5),
+                check("quit", Status::Fail, 0, 6),
+                check("scale", Status::Skip, 0, 8),
+            ],
+        }
+    }
+
+    #[test]
+    fn human_lines_and_total() {
+        let r = report();
+        assert_eq!(
+            r.checks[0].human(false),
+            "basic_echo             OK       0.2s    5/5"
+        );
+        assert_eq!(
+            r.checks[1].human(false),
+            "quit                   FAIL     0.2s    0/6\n    it broke\n      here"
+        );
+        assert_eq!(r.footer(), "Score: 5/19  (not passed: quit, scale)");
+        assert!(!r.all_passed());
+        assert!(r.checks[0].human(true).contains("measured: cpu 0.01 s"));
+    }
+
+    #[test]
+    fn json_formats() {
+        let r = report();
+        let json = r.json();
+        assert_eq!(json["score"], 5);
+        assert_eq!(json["max_score"], 19);
+        assert_eq!(json["checks"][2]["status"], "skip");
+        let gs = r.gradescope();
+        assert_eq!(gs["score"], 5);
+        assert_eq!(gs["tests"][0]["status"], "passed");
+        assert_eq!(gs["tests"][2]["status"], "failed");
+        assert_eq!(gs["tests"][2]["score"], 0);
+        assert_eq!(gs["tests"][1]["max_score"], 6);
+        assert!(
+            gs["tests"][1]["output"]
+                .as_str()
+                .unwrap()
+                .contains("it broke")
+        );
+    }
+}
