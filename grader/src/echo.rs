@@ -705,7 +705,7 @@ fn lingering_close(ctx: &Ctx) -> Outcome {
     }
     if let Some(end) = failure {
         return Err(Failure::new(format!(
-            "c{} sent \"a\\nquit\\n\" and kept sending (as a client that has not read the reply yet may); the connection broke: {} (after receiving {})",
+            "c{} sent \"a\\nquit\\n\" and kept sending (as a client that has not read the reply yet may); then {} (after receiving {})",
             c.id,
             end.describe(),
             quote(&got)
@@ -789,7 +789,7 @@ fn client_reset(ctx: &Ctx) -> Outcome {
     }
     server
         .alive("after a client sent lines, its FIN and then a reset (EPIPE on the next write)")
-        .map_err(|e| with_reset_cause(e))?;
+        .map_err(with_reset_cause)?;
     let mut c4 = ctx.connect(&server).map_err(|_| {
         died(
             &mut server,
@@ -974,7 +974,7 @@ fn scale(ctx: &Ctx) -> Outcome {
             return Err(verdict);
         }
     }
-    let deadline = within(secs(20));
+    let deadline = within(secs(5 + n as u64 / 1000));
     let mut answered = 0;
     let mut first_failure = None;
     for (i, client) in clients.iter_mut().enumerate() {
@@ -1064,9 +1064,24 @@ fn api(ctx: &Ctx) -> Outcome {
     let children = proc::children(pid);
     server.alive("while idle")?;
     discard_all(clients);
+    let mut seen: Vec<(u64, usize)> = Vec::new();
+    for &number in &blocked {
+        match seen.iter_mut().find(|(n, _)| *n == number) {
+            Some((_, count)) => *count += 1,
+            None => seen.push((number, 1)),
+        }
+    }
+    let asleep: Vec<String> = seen
+        .iter()
+        .map(|(n, count)| format!("{} x{count}", syscall_name(*n)))
+        .collect();
     ctx.note(format!(
-        "sleeping in: {:?}; running samples: {running}; threads: {max_threads}",
-        blocked.iter().map(|&n| syscall_name(n)).collect::<Vec<_>>()
+        "25 samples: asleep in {}; running {running}; threads: {max_threads}",
+        if asleep.is_empty() {
+            "nothing".to_string()
+        } else {
+            asleep.join(", ")
+        }
     ));
     ensure(max_threads == 1, || {
         Failure::new(format!("with 5 clients connected, the server has {max_threads} threads"))
@@ -1086,14 +1101,18 @@ fn api(ctx: &Ctx) -> Outcome {
             nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => {
                 "the server sleeps and retries: let the readiness call do the waiting"
             }
-            _ => spec.api_hint,
+            _ => "",
         };
         return Err(Failure::new(format!(
             "while idle, the server was sleeping in {}",
             syscall_name(wrong)
         ))
         .expected(format!("sleeping in {}", spec.api))
-        .cause(format!("{cause} ({})", spec.api_hint))
+        .cause(if cause.is_empty() {
+            spec.api_hint.to_string()
+        } else {
+            format!("{cause} ({})", spec.api_hint)
+        })
         .into());
     }
     ensure(blocked.len() >= 5, || {
@@ -1179,31 +1198,15 @@ fn fd_hygiene(ctx: &Ctx) -> Outcome {
                 &mut client,
                 format!("batch {batch} client {i}\n").as_bytes(),
             )?;
+            // Leave without waiting for anything: the server must notice and
+            // close its socket whichever way the client went.
             match i % 3 {
-                // Gone with a reset.
                 0 => client.discard(),
-                // Gone with `quit`: the server ends the connection.
                 1 => {
                     send(&mut client, b"quit\n")?;
-                    expect_then_eof(
-                        &mut client,
-                        b"quit\n",
-                        b"",
-                        "after `quit`, shut down the writing half so the client sees EOF",
-                    )?;
                     client.close();
                 }
-                // Gone with an orderly close from the client.
-                _ => {
-                    client.shutdown_write();
-                    expect_then_eof(
-                        &mut client,
-                        b"",
-                        b"",
-                        "after the client's EOF and the last replies, close the connection",
-                    )?;
-                    client.close();
-                }
+                _ => client.close(),
             }
         }
     }

@@ -1,0 +1,169 @@
+//! The command lines: the grader's and the lab programs' usage errors.
+
+mod common;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::net::TcpListener;
+
+fn grader() -> Command {
+    Command::cargo_bin("grader").unwrap()
+}
+
+#[test]
+fn list_names_every_lab_and_the_checks_of_one() {
+    grader().arg("--list").assert().success().stdout(
+        predicate::str::contains("poll_echo").and(predicate::str::contains("select_telnet")),
+    );
+    grader()
+        .args(["--list", "poll_echo"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("poll_echo (100 points)")
+                .and(predicate::str::contains("backpressure")),
+        );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_reason() {
+    grader()
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("which lab?"));
+    grader()
+        .args(["nope", "--bin", "/bin/true"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("'nope' is not a lab")
+                .and(predicate::str::contains("poll_echo")),
+        );
+    grader()
+        .arg("poll_echo")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--bin PATH is required"));
+    grader()
+        .args(["poll_echo", "--bin", "/no/such/program"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/no/such/program"));
+    grader()
+        .args(["poll_echo", "--bin", "/bin/true", "--only", "no_such_check"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("no check 'no_such_check'")
+                .and(predicate::str::contains("basic_echo")),
+        );
+    grader()
+        .args(["poll_echo", "--bin", "/bin/true", "--format", "xml"])
+        .assert()
+        .code(2);
+    grader()
+        .args(["poll_echo", "--frobnicate"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn gradescope_format_is_valid_results_json() {
+    let bin = common::bin("poll_echo_solution");
+    let _lock = common::exclusive();
+    let output = grader()
+        .args([
+            "poll_echo",
+            "--only",
+            "basic_echo,quit",
+            "--format",
+            "gradescope",
+            "--bin",
+        ])
+        .arg(&bin)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&output).expect("valid JSON");
+    assert_eq!(json["score"], 11);
+    let tests = json["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 2);
+    assert_eq!(tests[0]["name"], "basic_echo");
+    assert_eq!(tests[0]["max_score"], 5);
+    assert_eq!(tests[1]["status"], "passed");
+}
+
+#[test]
+fn a_failing_program_exits_1_with_zero_points_in_json() {
+    let bin = common::bin("poll_echo");
+    let _lock = common::exclusive();
+    let output = grader()
+        .args([
+            "poll_echo",
+            "--only",
+            "basic_echo",
+            "--format",
+            "json",
+            "--bin",
+        ])
+        .arg(&bin)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&output).expect("valid JSON");
+    assert_eq!(json["score"], 0);
+    assert_eq!(json["max_score"], 5);
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["checks"][0]["status"], "fail");
+}
+
+#[test]
+fn the_human_report_is_a_checklist_with_a_total() {
+    let bin = common::bin("poll_echo_solution");
+    let _lock = common::exclusive();
+    grader()
+        .args(["poll_echo", "--only", "basic_echo", "--bin"])
+        .arg(&bin)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(r"(?m)^basic_echo +OK +\d+\.\ds +5/5$")
+                .unwrap()
+                .and(predicate::str::contains("Score: 5/5")),
+        );
+}
+
+/// Both the stub and the solution get the scaffolding right: usage errors
+/// exit 2, a port in use exits 1 with one line, never a panic.
+#[test]
+fn lab_programs_report_bad_input_without_panicking() {
+    for name in ["poll_echo", "poll_echo_solution"] {
+        let bin = common::bin(name);
+        Command::new(&bin).arg("--bogus").assert().code(2).stderr(
+            predicate::str::contains("unknown option '--bogus'")
+                .and(predicate::str::contains("usage:")),
+        );
+        Command::new(&bin)
+            .args(["--port", "seventy"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("bad value for --port"));
+        Command::new(&bin).arg("extra").assert().code(2);
+        let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port().to_string();
+        Command::new(&bin)
+            .args(["--port", &port])
+            .timeout(std::time::Duration::from_secs(10))
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains(format!("cannot listen on 127.0.0.1:{port}"))
+                    .and(predicate::str::contains("panicked").not())
+                    .and(predicate::function(|s: &str| s.lines().count() == 1)),
+            );
+    }
+}
