@@ -280,9 +280,14 @@ fn expect_then_eof(
     match got.end {
         End::Eof => Ok(()),
         End::Timeout => Err(Failure::new(format!(
-            "c{} sent {}; got the right replies, but the connection stayed open",
+            "c{} sent {}; {}, but the connection stayed open",
             client.id,
-            quote(sent)
+            quote(sent),
+            if expected.is_empty() {
+                "no reply was due"
+            } else {
+                "got the right replies"
+            }
         ))
         .expected("the replies, then the server's FIN (the client reads EOF)")
         .cause(cause_if_open)

@@ -362,20 +362,17 @@ pub fn indent(text: &str, prefix: &str) -> String {
         .join("\n")
 }
 
-/// Raises the grader's own fd limit as far as it can (the hard limit too, when
-/// allowed), so that checks can open thousands of client sockets. Returns the
-/// resulting (soft, hard).
-pub fn raise_own_fd_limit(wanted_hard: u64) -> (u64, u64) {
+/// Raises the grader's own soft fd limit to its hard limit, so that checks
+/// can open thousands of client sockets. Returns the resulting soft limit.
+/// The hard limit is left alone: a check that needs more says so (SKIP).
+pub fn raise_own_fd_limit() -> u64 {
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return (0, 0);
+        return 0;
     };
-    if hard < wanted_hard && setrlimit(Resource::RLIMIT_NOFILE, wanted_hard, wanted_hard).is_ok() {
-        return (wanted_hard, wanted_hard);
-    }
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return (hard, hard);
+        return hard;
     }
-    (soft, hard)
+    soft
 }
 
 /// Resolves a program path given on the command line.

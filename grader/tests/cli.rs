@@ -167,3 +167,33 @@ fn lab_programs_report_bad_input_without_panicking() {
             );
     }
 }
+
+/// A check the machine cannot run is a SKIP worth 0 points, with the fix,
+/// never a pass.
+#[test]
+fn a_check_that_cannot_run_is_skipped_with_the_fix() {
+    use std::os::unix::process::CommandExt;
+    let bin = common::bin("poll_echo_solution");
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("grader"));
+    command
+        .args(["poll_echo", "--only", "scale", "--format", "json", "--bin"])
+        .arg(&bin);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 600, 600)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let output = Command::from_std(command)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&output).expect("valid JSON");
+    assert_eq!(json["checks"][0]["status"], "skip");
+    assert_eq!(json["score"], 0);
+    let message = json["checks"][0]["message"].as_str().unwrap();
+    assert!(message.contains("ulimit -n"), "{message}");
+}

@@ -38,6 +38,11 @@ fn the_stub_scores_zero_and_says_why() {
 #[rstest]
 #[case::strip_cr("broken_strip_cr", "basic_echo", "\\r before the \\n was dropped")]
 #[case::echo_quit("broken_echo_quit", "quit", "`quit` was echoed")]
+#[case::shutdown_after_write_only(
+    "broken_shutdown_after_write_only",
+    "quit",
+    "even when there is nothing left to send"
+)]
 #[case::serial_blocking(
     "broken_serial_blocking",
     "concurrent_clients",

@@ -49,6 +49,9 @@ const TOO_LONG: &[u8] = b"ERR line too long\n";
 pub enum Fault {
     /// Correct per the contract.
     None,
+    /// Shuts down the writing half only right after a write: `quit` with no
+    /// reply pending never ends the connection.
+    ShutdownAfterWriteOnly,
     /// Polls with a zero timeout in a loop: spins while idle.
     BusyPoll,
     /// Waits with level-triggered `epoll_wait` instead of `poll`.
@@ -426,8 +429,10 @@ impl Conn {
         }
     }
 
-    /// Writes what it can, at most [`WRITE_CHUNK`] bytes per call.
-    fn flush(&mut self) -> io::Result<()> {
+    /// Writes what it can, at most [`WRITE_CHUNK`] bytes per call; returns
+    /// how many bytes went out.
+    fn flush(&mut self) -> io::Result<usize> {
+        let mut written = 0;
         while !self.out.is_empty() {
             let (front, _) = self.out.as_slices();
             let chunk = &front[..front.len().min(WRITE_CHUNK)];
@@ -435,8 +440,9 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out.drain(..n);
+                    written += n;
                 }
-                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EAGAIN) => return Ok(written),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -444,12 +450,12 @@ impl Conn {
         if self.out.capacity() > 2 * HIGH_WATER {
             self.out.shrink_to(READ_BUF);
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Sends what it can and moves the connection on when its replies are out.
     fn advance(&mut self, fault: Fault) -> io::Result<Next> {
-        self.flush()?;
+        let written = self.flush()?;
         match self.phase {
             Phase::Open | Phase::Lingering => Ok(Next::Keep),
             Phase::Closing if self.out.is_empty() => Ok(Next::Close),
@@ -457,6 +463,12 @@ impl Conn {
             // FAULT(NoLinger): close with replies possibly unsent and input unread.
             Phase::Ending if fault == Fault::NoLinger => Ok(Next::Close),
             Phase::Ending if !self.out.is_empty() => Ok(Next::Keep),
+            // FAULT(ShutdownAfterWriteOnly): the shutdown is done only right
+            // after writing the last reply, so a `quit` that arrives when every
+            // reply is already sent leaves the connection open forever.
+            Phase::Ending if fault == Fault::ShutdownAfterWriteOnly && written == 0 => {
+                Ok(Next::Keep)
+            }
             Phase::Ending => {
                 self.sock.shutdown(Shutdown::Write)?;
                 if self.peer_eof {

@@ -1,0 +1,3 @@
+fn main() {
+    broken::run(broken::Fault::ShutdownAfterWriteOnly)
+}
