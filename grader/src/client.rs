@@ -228,15 +228,9 @@ impl Client {
         let mut received = Vec::with_capacity(expect_len.min(64 << 20));
         let mut buf = vec![0u8; 256 * 1024];
         let mut last_progress = Instant::now();
-        loop {
+        let end = loop {
             if received.len() >= expect_len && sent >= data.len() {
-                return (
-                    sent,
-                    Received {
-                        data: received,
-                        end: End::Complete,
-                    },
-                );
+                break End::Complete;
             }
             let mut progress = false;
             if sent < data.len() {
@@ -245,15 +239,7 @@ impl Client {
                         sent += n;
                         progress |= n > 0;
                     }
-                    Err(end) => {
-                        return (
-                            sent,
-                            Received {
-                                data: received,
-                                end,
-                            },
-                        );
-                    }
+                    Err(end) => break end,
                 }
             }
             if received.len() < expect_len {
@@ -264,15 +250,7 @@ impl Client {
                         progress = true;
                     }
                     Ok(None) => {}
-                    Err(end) => {
-                        return (
-                            sent,
-                            Received {
-                                data: received,
-                                end,
-                            },
-                        );
-                    }
+                    Err(end) => break end,
                 }
             }
             let now = Instant::now();
@@ -282,13 +260,7 @@ impl Client {
             }
             if now >= deadline || now.duration_since(last_progress) >= stall {
                 self.log.lock().unwrap().timeout(self.id);
-                return (
-                    sent,
-                    Received {
-                        data: received,
-                        end: End::Timeout,
-                    },
-                );
+                break End::Timeout;
             }
             let mut events = PollFlags::empty();
             if sent < data.len() {
@@ -297,9 +269,15 @@ impl Client {
             if received.len() < expect_len {
                 events |= PollFlags::POLLIN;
             }
-            let wake = deadline.min(last_progress + stall);
-            self.wait(events, wake);
-        }
+            self.wait(events, deadline.min(last_progress + stall));
+        };
+        (
+            sent,
+            Received {
+                data: received,
+                end,
+            },
+        )
     }
 
     pub fn shutdown_write(&mut self) {

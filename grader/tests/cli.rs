@@ -67,26 +67,25 @@ fn usage_errors_exit_2_with_a_reason() {
         .code(2);
 }
 
-#[test]
-fn gradescope_format_is_valid_results_json() {
-    let bin = common::bin("poll_echo_solution");
+/// Runs the grader on a release binary with `--format`, expecting `code`,
+/// and parses what it printed.
+fn grade_json(name: &str, only: &str, format: &str, code: i32) -> serde_json::Value {
+    let bin = common::bin(name);
     let _lock = common::exclusive();
     let output = grader()
-        .args([
-            "poll_echo",
-            "--only",
-            "basic_echo,quit",
-            "--format",
-            "gradescope",
-            "--bin",
-        ])
+        .args(["poll_echo", "--only", only, "--format", format, "--bin"])
         .arg(&bin)
         .assert()
-        .success()
+        .code(code)
         .get_output()
         .stdout
         .clone();
-    let json: serde_json::Value = serde_json::from_slice(&output).expect("valid JSON");
+    serde_json::from_slice(&output).expect("valid JSON")
+}
+
+#[test]
+fn gradescope_format_is_valid_results_json() {
+    let json = grade_json("poll_echo_solution", "basic_echo,quit", "gradescope", 0);
     assert_eq!(json["score"], 11);
     let tests = json["tests"].as_array().unwrap();
     assert_eq!(tests.len(), 2);
@@ -97,28 +96,13 @@ fn gradescope_format_is_valid_results_json() {
 
 #[test]
 fn a_failing_program_exits_1_with_zero_points_in_json() {
-    let bin = common::bin("poll_echo");
-    let _lock = common::exclusive();
-    let output = grader()
-        .args([
-            "poll_echo",
-            "--only",
-            "basic_echo",
-            "--format",
-            "json",
-            "--bin",
-        ])
-        .arg(&bin)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let json: serde_json::Value = serde_json::from_slice(&output).expect("valid JSON");
+    let json = grade_json("poll_echo", "basic_echo", "json", 1);
     assert_eq!(json["score"], 0);
     assert_eq!(json["max_score"], 5);
     assert_eq!(json["passed"], false);
     assert_eq!(json["checks"][0]["status"], "fail");
+    let message = json["checks"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not yet implemented"), "{message}");
 }
 
 #[test]

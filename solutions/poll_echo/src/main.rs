@@ -105,7 +105,9 @@ impl Server {
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
                 Err(err) => {
                     // Out of fds (EMFILE) or memory: keep serving the clients we
-                    // have; poll() will offer the pending connection again.
+                    // have. poll() reports the listener again at once, so this
+                    // spins until a client leaves; raising RLIMIT_NOFILE at
+                    // start is what keeps it from happening.
                     eprintln!("poll_echo: accept: {err}");
                     return;
                 }
