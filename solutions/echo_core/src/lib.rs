@@ -11,7 +11,7 @@
 //! would make it wait, so one slow client can never stall the others.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 /// Longest line, counting the `\n`.
@@ -272,6 +272,97 @@ fn is_quit(line: &[u8]) -> bool {
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     text == b"quit"
 }
+
+/// The start every echo server shares: parse `[--port PORT]`, raise the fd
+/// limit, listen on 127.0.0.1, and print the `listening on` line.
+///
+/// The listener is non-blocking, so that accept() returns EAGAIN once the
+/// backlog is empty (or when a connection announced as ready is already
+/// gone) instead of putting the whole server to sleep.
+pub fn start_listening() -> TcpListener {
+    use labkit::OrFail;
+    let args = labkit::EchoArgs::parse();
+    labkit::raise_fd_limit();
+    let listener = labkit::bind_loopback(args.port);
+    listener
+        .set_nonblocking(true)
+        .or_fail("cannot make the listening socket non-blocking");
+    labkit::announce(&listener);
+    listener
+}
+
+/// Accepts every pending connection on a non-blocking listener, making each
+/// new socket non-blocking, until the backlog is empty (`WouldBlock`).
+///
+/// Accepted sockets do not inherit O_NONBLOCK from the listener: without it,
+/// one slow client would block the whole server. Running out of fds (EMFILE)
+/// ends this round: the clients already connected are still served, and the
+/// pending connection stays in the backlog.
+pub fn accept_all(listener: &TcpListener, mut on_accept: impl FnMut(TcpStream)) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                if stream.set_nonblocking(true).is_ok() {
+                    on_accept(stream);
+                }
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+            // The client gave up before we accepted it: try the next one.
+            Err(err) if err.kind() == ErrorKind::ConnectionAborted => {}
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => {
+                eprintln!("accept: {err}");
+                return;
+            }
+        }
+    }
+}
+
+/// Connections stored by a small integer, the token an epoll registration
+/// carries in its `data` field. Freed slots are reused.
+pub struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// Stores `value`; returns its token.
+    pub fn insert(&mut self, value: T) -> usize {
+        match self.free.pop() {
+            Some(token) => {
+                self.slots[token] = Some(value);
+                token
+            }
+            None => {
+                self.slots.push(Some(value));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub fn get_mut(&mut self, token: usize) -> Option<&mut T> {
+        self.slots.get_mut(token).and_then(Option::as_mut)
+    }
+
+    pub fn remove(&mut self, token: usize) -> Option<T> {
+        let value = self.slots.get_mut(token)?.take();
+        if value.is_some() {
+            self.free.push(token);
+        }
+        value
+    }
+}
+
+pub mod epoll;
 
 #[cfg(test)]
 mod tests;

@@ -152,3 +152,15 @@ fn reading_stops_at_the_backpressure_limit() {
     assert!(conn.pending() >= BACKPRESSURE_LIMIT);
     assert!(conn.pending() < BACKPRESSURE_LIMIT + READ_CHUNK);
 }
+
+#[test]
+fn slab_reuses_freed_tokens() {
+    let mut slab = Slab::default();
+    let a = slab.insert("a");
+    let b = slab.insert("b");
+    assert_eq!(slab.remove(a), Some("a"));
+    assert_eq!(slab.remove(a), None);
+    assert_eq!(slab.insert("c"), a);
+    assert_eq!(slab.get_mut(b), Some(&mut "b"));
+    assert_eq!(slab.get_mut(99), None);
+}

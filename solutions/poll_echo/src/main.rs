@@ -10,24 +10,13 @@
 //! lingering close) lives in `echo_core::Connection`, shared with the epoll labs.
 
 use echo_core::{Connection, READ_CHUNK};
-use labkit::{EchoArgs, OrFail};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::os::fd::AsFd;
 
 fn main() {
-    let args = EchoArgs::parse();
-    labkit::raise_fd_limit();
-    let listener = labkit::bind_loopback(args.port);
-    // Non-blocking, so that accept() returns EAGAIN instead of sleeping when
-    // the connection that poll() announced is already gone.
-    listener
-        .set_nonblocking(true)
-        .or_fail("cannot make the listening socket non-blocking");
-    labkit::announce(&listener);
-    Server::new(listener).run()
+    Server::new(echo_core::start_listening()).run()
 }
 
 struct Server {
@@ -87,32 +76,13 @@ impl Server {
             .collect()
     }
 
-    /// Accepts every pending connection. The listener is non-blocking, so the
-    /// loop ends with EAGAIN once the backlog is empty.
+    /// Accepts every pending connection (the listener is non-blocking, so
+    /// this ends with EAGAIN once the backlog is empty).
     fn accept_all(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _peer)) => {
-                    // Accepted sockets do not inherit O_NONBLOCK from the
-                    // listener; without it one slow client blocks everyone.
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.clients.push(Connection::new(stream));
-                    }
-                }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
-                // The client gave up before we accepted it: try the next one.
-                Err(err) if err.kind() == ErrorKind::ConnectionAborted => {}
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => {
-                    // Out of fds (EMFILE) or memory: keep serving the clients we
-                    // have. poll() reports the listener again at once, so this
-                    // spins until a client leaves; raising RLIMIT_NOFILE at
-                    // start is what keeps it from happening.
-                    eprintln!("poll_echo: accept: {err}");
-                    return;
-                }
-            }
-        }
+        let clients = &mut self.clients;
+        echo_core::accept_all(&self.listener, |stream| {
+            clients.push(Connection::new(stream))
+        });
     }
 }
 
