@@ -173,22 +173,35 @@ impl Ctx {
     }
 
     pub fn connect_with(&self, server: &Server, options: ClientOptions) -> Result<Client, Verdict> {
+        self.connect_full(server, options, Duration::from_secs(5))
+    }
+
+    /// Connects, giving up after `timeout` (a full listen backlog makes the
+    /// kernel drop SYNs, and connect waits for a retransmission).
+    pub fn connect_within(&self, server: &Server, timeout: Duration) -> Result<Client, Verdict> {
+        self.connect_full(server, ClientOptions::default(), timeout)
+    }
+
+    fn connect_full(
+        &self,
+        server: &Server,
+        options: ClientOptions,
+        timeout: Duration,
+    ) -> Result<Client, Verdict> {
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let options = ClientOptions {
             source: options.source.or(Some(self.source)),
             ..options
         };
-        Client::connect(server.addr, options, id, &self.log, Duration::from_secs(5)).map_err(
-            |err| {
-                Failure::new(format!(
-                    "client c{id} could not connect to {}: {err}",
-                    server.addr
-                ))
-                .expected("the server accepts connections on the port it announced")
-                .transcript(&[id])
-                .into()
-            },
-        )
+        Client::connect(server.addr, options, id, &self.log, timeout).map_err(|err| {
+            Failure::new(format!(
+                "client c{id} could not connect to {}: {err}",
+                server.addr
+            ))
+            .expected("the server accepts connections on the port it announced")
+            .transcript(&[id])
+            .into()
+        })
     }
 
     pub fn connect(&self, server: &Server) -> Result<Client, Verdict> {

@@ -176,12 +176,12 @@ pub fn checks() -> Vec<Check> {
 // ---------------------------------------------------------------------------
 // Helpers shared by the checks.
 
-fn within(duration: Duration) -> Instant {
+pub(crate) fn within(duration: Duration) -> Instant {
     Instant::now() + duration
 }
 
 /// Sends `data` or fails the check with what happened.
-fn send(client: &mut Client, data: &[u8]) -> Outcome {
+pub(crate) fn send(client: &mut Client, data: &[u8]) -> Outcome {
     client.send_all(data, within(SHORT)).map_err(|(sent, end)| {
         Failure::new(format!(
             "c{} could not send {}: it sent {} and then {}",
@@ -261,7 +261,7 @@ fn expect(client: &mut Client, sent: &[u8], expected: &[u8], deadline: Instant) 
 }
 
 /// Sends `line` and expects it back.
-fn echo(client: &mut Client, line: &[u8]) -> Outcome {
+pub(crate) fn echo(client: &mut Client, line: &[u8]) -> Outcome {
     send(client, line)?;
     expect(client, line, line, within(SHORT))
 }
@@ -307,7 +307,7 @@ fn expect_then_eof(
 }
 
 /// Deterministic lines: `{index:07} ` and filler of varying length, total `size`.
-fn lines(size: usize, seed: usize) -> Vec<u8> {
+pub(crate) fn lines(size: usize, seed: usize) -> Vec<u8> {
     let mut data = Vec::with_capacity(size + 256);
     let mut k = 0usize;
     while data.len() < size {
@@ -343,7 +343,7 @@ fn connect_many(ctx: &Ctx, server: &Server, n: usize) -> Result<Vec<Client>, Ver
     Ok(clients)
 }
 
-fn discard_all(clients: Vec<Client>) {
+pub(crate) fn discard_all(clients: Vec<Client>) {
     for client in clients {
         client.discard();
     }

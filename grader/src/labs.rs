@@ -32,11 +32,29 @@ pub const COURSE: &[(&str, &str)] = &[
 
 /// The labs that have checks.
 pub fn all() -> Vec<Lab> {
-    vec![Lab {
-        name: "poll_echo",
-        summary: "line echo server on poll(2)",
-        checks: crate::echo::checks(),
-    }]
+    let epoll_lab = |name, summary| Lab {
+        name,
+        summary,
+        checks: crate::echo::checks()
+            .into_iter()
+            .chain(crate::epoll::checks())
+            .collect(),
+    };
+    vec![
+        Lab {
+            name: "poll_echo",
+            summary: "line echo server on poll(2)",
+            checks: crate::echo::checks(),
+        },
+        epoll_lab(
+            "epoll_lt",
+            "line echo server on level-triggered epoll, 10,000 clients",
+        ),
+        epoll_lab(
+            "epoll_et",
+            "line echo server on edge-triggered epoll, draining until EAGAIN, 10,000 clients",
+        ),
+    ]
 }
 
 pub fn find(name: &str) -> Option<Lab> {

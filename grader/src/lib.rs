@@ -4,6 +4,7 @@
 pub mod check;
 pub mod client;
 pub mod echo;
+pub mod epoll;
 pub mod labs;
 pub mod proc;
 pub mod process;
