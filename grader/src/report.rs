@@ -102,7 +102,9 @@ impl LabReport {
             .map(|c| c.name.as_str())
             .collect();
         let mut text = format!("Score: {}/{}", self.score(), self.max_score());
-        if !failed.is_empty() {
+        if failed.len() > 6 {
+            text += &format!("  ({} of {} checks not passed)", failed.len(), self.checks.len());
+        } else if !failed.is_empty() {
             text += &format!("  (not passed: {})", failed.join(", "));
         }
         text

@@ -21,7 +21,16 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The packages whose release binaries the tests run.
-const PACKAGES: &[&str] = &["poll_echo", "poll_echo_solution", "broken"];
+const PACKAGES: &[&str] = &[
+    "poll_echo",
+    "poll_echo_solution",
+    "epoll_lt",
+    "epoll_lt_solution",
+    "epoll_et",
+    "epoll_et_solution",
+    "broken",
+    "broken_epoll",
+];
 
 /// Path of a release binary, built (once per test process) if needed.
 pub fn bin(name: &str) -> PathBuf {
