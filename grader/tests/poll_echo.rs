@@ -24,6 +24,17 @@ fn an_independent_correct_server_scores_full_marks() {
 }
 
 #[test]
+fn a_python_server_scores_full_marks() {
+    // The grader grades the contract, not our Rust: a correct server in
+    // another language (Python's select.poll) must score full marks too.
+    let script = common::workspace().join("grader/tests/impls/poll_echo.py");
+    let lab = grader::labs::find("poll_echo").unwrap();
+    let _lock = common::exclusive();
+    let report = grader::grade(&lab, &script, &[], |_| {});
+    assert!(report.all_passed(), "{}", explain(&report));
+}
+
+#[test]
 fn the_stub_scores_zero_and_says_why() {
     let report = grade("poll_echo", "poll_echo", &[]);
     assert_eq!(report.score(), 0, "{}", explain(&report));
