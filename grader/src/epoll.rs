@@ -224,11 +224,14 @@ fn burst(ctx: &Ctx) -> Outcome {
     if got.end == End::Complete && got.data == data {
         return server.alive("during the check");
     }
+    let rest = match data.len() - queued {
+        0 => String::new(),
+        n => format!(" (then the remaining {} once it ran)", bytes(n)),
+    };
     let mut summary = format!(
-        "with the server stopped, c{} sent {} of lines in one burst (then the remaining {} once it ran); it got {} back",
+        "with the server stopped, c{} sent {} of lines in one burst{rest}; it got {} back",
         c.id,
         bytes(queued),
-        bytes(data.len() - queued),
         bytes(got.data.len())
     );
     match first_difference(&data[..got.data.len().min(data.len())], &got.data) {
@@ -307,7 +310,7 @@ fn accept_storm(ctx: &Ctx) -> Outcome {
         return server.alive("after the storm");
     };
     Err(Failure::new(format!(
-        "{storm} clients connected while the server was stopped, then each sent one line; {} were answered",
+        "{storm} clients connected while the server was stopped, then each sent one line; {} of them answered",
         thousands(answered)
     ))
     .expected(format!("all {storm} answered"))

@@ -1,0 +1,3 @@
+fn main() {
+    broken_et::run(broken_et::Fault::KeepsClosedFds)
+}
