@@ -103,7 +103,11 @@ impl LabReport {
             .collect();
         let mut text = format!("Score: {}/{}", self.score(), self.max_score());
         if failed.len() > 6 {
-            text += &format!("  ({} of {} checks not passed)", failed.len(), self.checks.len());
+            text += &format!(
+                "  ({} of {} checks not passed)",
+                failed.len(),
+                self.checks.len()
+            );
         } else if !failed.is_empty() {
             text += &format!("  (not passed: {})", failed.join(", "));
         }
