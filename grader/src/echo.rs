@@ -241,6 +241,24 @@ fn mismatch(client: &Client, sent: &[u8], expected: &[u8], got: &Received) -> Fa
         .transcript(&[client.id])
 }
 
+/// The end of a message about a bulk transfer: where the bytes received
+/// first differ from `expected`, or, when all of them were right, how
+/// receiving ended (`stall` is how long the grader waited for more). The flag
+/// is true when the bytes differ.
+pub(crate) fn bulk_outcome(expected: &[u8], got: &Received, stall: Duration) -> (String, bool) {
+    let prefix = &expected[..got.data.len().min(expected.len())];
+    match first_difference(prefix, &got.data) {
+        Some(diff) => (format!("\n{diff}"), true),
+        None => {
+            let how = match &got.end {
+                End::Timeout => format!("nothing more for {} s", stall.as_secs()),
+                other => other.describe(),
+            };
+            (format!(", then {how}"), false)
+        }
+    }
+}
+
 fn strip_cr(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     for (i, &b) in data.iter().enumerate() {
@@ -549,21 +567,12 @@ fn pipelined(ctx: &Ctx) -> Outcome {
             format!("got {} back", bytes(got.data.len()))
         }
     );
-    let cause = match first_difference(&data[..got.data.len().min(data.len())], &got.data) {
-        Some(diff) => {
-            summary += &format!("\n{diff}");
-            "lines were lost, altered or reordered: one read can return many lines and the end of one; echo every complete line and keep the rest for the next read"
-        }
-        None => {
-            summary += &format!(
-                ", then {}",
-                match got.end {
-                    End::Timeout => "nothing more for 3 s".to_string(),
-                    ref other => other.describe(),
-                }
-            );
-            "the server stopped echoing partway: echo every line of each read, keep writing until all replies are sent, and if you stop reading while replies are pending, start again once they drain"
-        }
+    let (outcome, differs) = bulk_outcome(&data, &got, secs(3));
+    summary += &outcome;
+    let cause = if differs {
+        "lines were lost, altered or reordered: one read can return many lines and the end of one; echo every complete line and keep the rest for the next read"
+    } else {
+        "the server stopped echoing partway: echo every line of each read, keep writing until all replies are sent, and if you stop reading while replies are pending, start again once they drain"
     };
     Err(Failure::new(summary)
         .expected(format!("all {} back, byte for byte", bytes(data.len())))
@@ -916,11 +925,7 @@ fn backpressure(ctx: &Ctx) -> Outcome {
         bytes(got.data.len()),
         bytes(data.len())
     );
-    if let Some(diff) = first_difference(&data[..got.data.len()], &got.data) {
-        summary += &format!("\n{diff}");
-    } else {
-        summary += &format!(", then {}", got.end.describe());
-    }
+    summary += &bulk_outcome(&data, &got, secs(5)).0;
     Err(Failure::new(summary)
         .expected("every byte back, in order, once the client reads")
         .cause("after backpressure the server must resume reading once the replies drain, and lose nothing: no byte may be dropped when reading stops or starts again")
