@@ -1,5 +1,5 @@
-//! The epoll labs' checks, proven: both reference solutions and an
-//! independent level-triggered server pass, the stubs score zero, and each classic epoll mistake
+//! The epoll labs' checks, proven: both reference solutions and independently
+//! written correct servers pass, the stubs score zero, and each classic epoll mistake
 //! fails the check written for it. (The echo checks they share with poll_echo
 //! are proven in poll_echo.rs.)
 
@@ -12,7 +12,9 @@ use rstest::rstest;
 #[rstest]
 #[case::lt_solution("epoll_lt", "epoll_lt_solution")]
 #[case::et_solution("epoll_et", "epoll_et_solution")]
-#[case::lt_independent("epoll_lt", "broken_uses_epoll")]
+#[case::lt_independent("epoll_lt", "broken_lt_correct")]
+#[case::et_independent("epoll_et", "broken_et_correct")]
+#[case::lt_from_the_poll_crate("epoll_lt", "broken_uses_epoll")]
 fn correct_servers_score_full_marks(#[case] lab: &str, #[case] bin: &str) {
     let report = grade(lab, bin, &[]);
     assert!(report.all_passed(), "{}", explain(&report));
@@ -41,29 +43,29 @@ fn the_stubs_score_zero(#[case] lab: &str) {
 }
 
 #[rstest]
-#[case::read_once("epoll_et", "mutant_et_read_once", "burst", "read until EAGAIN")]
+#[case::read_once("epoll_et", "broken_et_read_once", "burst", "read until EAGAIN")]
 #[case::accept_once(
     "epoll_et",
-    "mutant_et_accept_once",
+    "broken_et_accept_once",
     "accept_storm",
     "accept until EAGAIN"
 )]
-#[case::write_once("epoll_et", "mutant_et_write_once", "big_replies", "wait for EPOLLOUT")]
+#[case::write_once("epoll_et", "broken_et_write_once", "big_replies", "wait for EPOLLOUT")]
 #[case::et_registered_lt(
     "epoll_et",
-    "mutant_et_registered_lt",
+    "broken_et_registered_lt",
     "registration",
     "without EPOLLET"
 )]
-#[case::lt_registered_et("epoll_lt", "mutant_lt_registered_et", "registration", "with EPOLLET")]
+#[case::lt_registered_et("epoll_lt", "broken_lt_registered_et", "registration", "with EPOLLET")]
 #[case::keeps_closed(
-    "epoll_et",
-    "mutant_et_keeps_closed",
+    "epoll_lt",
+    "broken_epoll_keeps_closed",
     "registration",
     "still registered"
 )]
-#[case::busy("epoll_lt", "broken_busy_poll", "idle_cpu", "busy-waiting")]
-#[case::threads("epoll_et", "broken_thread_per_client", "api", "threads")]
+#[case::busy("epoll_lt", "broken_epoll_busy", "idle_cpu", "busy-waiting")]
+#[case::threads("epoll_et", "broken_epoll_threads", "api", "threads")]
 #[case::poll_instead("epoll_lt", "broken_correct", "api", "ppoll")]
 fn each_mistake_fails_its_check(
     #[case] lab: &str,

@@ -29,7 +29,7 @@ const PACKAGES: &[&str] = &[
     "epoll_et",
     "epoll_et_solution",
     "broken",
-    "broken_et",
+    "broken_epoll",
 ];
 
 /// Path of a release binary, built (once per test process) if needed.

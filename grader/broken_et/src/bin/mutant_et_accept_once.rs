@@ -1,3 +1,0 @@
-fn main() {
-    broken_et::run(broken_et::Fault::AcceptOnce)
-}
