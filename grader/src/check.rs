@@ -1,7 +1,7 @@
 //! Checks, their context, and the runner that gives each one a deadline.
 
 use crate::client::{Client, ClientOptions};
-use crate::process::{Program, Registry, SpawnOptions, indent};
+use crate::process::{Program, Registry, SpawnOptions};
 use crate::report::{CheckReport, Status};
 use crate::transcript::Transcript;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -302,7 +302,7 @@ pub fn run_check(lab: &'static str, check: &Check, bin: PathBuf) -> CheckReport 
         },
         status,
         seconds: started.elapsed().as_secs_f64(),
-        message: indent(&message, ""),
+        message,
         notes,
     }
 }
