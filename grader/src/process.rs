@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,7 +119,7 @@ impl Program {
         let sink = stderr.clone();
         std::thread::spawn(move || keep_tail(err_pipe, sink));
         let lines = own_stdout.then(|| {
-            let (tx, rx) = channel();
+            let (tx, rx) = sync_channel(4096);
             let out_pipe = child.stdout.take().expect("stdout is piped");
             std::thread::spawn(move || forward_lines(out_pipe, tx));
             rx
@@ -315,24 +315,25 @@ pub fn parse_listening(line: &str) -> Option<u16> {
         .ok()
 }
 
-fn forward_lines(pipe: impl Read, tx: Sender<Line>) {
+/// Forwards the program's stdout line by line. Lines are cut at 64 KiB and,
+/// past 4096 unread lines, dropped: a program that floods its stdout cannot
+/// exhaust the grader's memory.
+fn forward_lines(pipe: impl Read, tx: SyncSender<Line>) {
     let mut reader = BufReader::new(pipe);
     let mut raw = Vec::new();
     loop {
         raw.clear();
-        match reader.read_until(b'\n', &mut raw) {
+        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut raw) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&raw)
                     .trim_end_matches(['\n', '\r'])
                     .to_string();
-                if tx
-                    .send(Line {
-                        at: Instant::now(),
-                        text,
-                    })
-                    .is_err()
-                {
+                let line = Line {
+                    at: Instant::now(),
+                    text,
+                };
+                if let Err(TrySendError::Disconnected(_)) = tx.try_send(line) {
                     return;
                 }
             }
@@ -454,6 +455,23 @@ mod tests {
                 .unwrap_or(false);
             assert!(!alive, "grandchild {child} outlived the group kill");
         }
+    }
+
+    #[test]
+    fn a_flood_on_stdout_is_bounded() {
+        let registry = Arc::new(Registry::default());
+        let options = SpawnOptions {
+            args: vec![
+                "-c".into(),
+                "echo listening on 127.0.0.1:5; exec yes".into(),
+            ],
+            ..SpawnOptions::default()
+        };
+        let mut program = Program::spawn(Path::new("/bin/sh"), options, &registry).unwrap();
+        assert_eq!(program.wait_listening(Duration::from_secs(5)), Ok(5));
+        std::thread::sleep(Duration::from_millis(300));
+        let kept = program.drain_lines().len();
+        assert!(kept <= 4097, "{kept} lines kept");
     }
 
     #[test]
