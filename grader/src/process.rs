@@ -70,6 +70,7 @@ pub struct Program {
     lines: Option<Receiver<Line>>,
     seen_lines: Vec<Line>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: std::thread::JoinHandle<()>,
     registry: Arc<Registry>,
     name: String,
 }
@@ -119,7 +120,7 @@ impl Program {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let err_pipe = child.stderr.take().expect("stderr is piped");
         let sink = stderr.clone();
-        std::thread::spawn(move || keep_tail(err_pipe, sink));
+        let stderr_reader = std::thread::spawn(move || keep_tail(err_pipe, sink));
         let lines = own_stdout.then(|| {
             let (tx, rx) = sync_channel(LINES_KEPT);
             let out_pipe = child.stdout.take().expect("stdout is piped");
@@ -133,6 +134,7 @@ impl Program {
             lines,
             seen_lines: Vec::new(),
             stderr,
+            stderr_reader,
             registry: registry.clone(),
             name: bin
                 .file_name()
@@ -212,6 +214,13 @@ impl Program {
         hint
     }
 
+    /// True once the main process has exited (its stderr is then closing).
+    fn child_has_ended(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .map(|stat| stat.contains(") Z") || stat.contains(") X"))
+            .unwrap_or(true)
+    }
+
     /// The exit status, if the program has ended.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -259,8 +268,17 @@ impl Program {
         text
     }
 
-    /// The last lines the program wrote to stderr.
+    /// The last lines the program wrote to stderr. Once the program has
+    /// ended, waits (briefly) until its last words have been read.
     pub fn stderr_tail(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            if self.child_has_ended() {
+                std::thread::sleep(Duration::from_millis(5));
+            } else {
+                break;
+            }
+        }
         let bytes = self.stderr.lock().unwrap().clone();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
@@ -298,7 +316,6 @@ impl Drop for Program {
         if let Some(status) = status
             && (ended_before.is_some() || status.signal() != Some(Signal::SIGKILL as i32))
         {
-            std::thread::sleep(Duration::from_millis(20)); // let stderr arrive
             let ending = self.describe_exit(status);
             self.registry.endings.lock().unwrap().push(ending);
         }
