@@ -42,6 +42,11 @@ pub fn all() -> Vec<Lab> {
     };
     vec![
         Lab {
+            name: "nonblocking_read",
+            summary: "copy a pipe, FIFO or file to stdout in non-blocking mode",
+            checks: crate::nonblocking_read::checks(),
+        },
+        Lab {
             name: "poll_echo",
             summary: "line echo server on poll(2)",
             checks: crate::echo::checks(),
@@ -54,6 +59,19 @@ pub fn all() -> Vec<Lab> {
             "epoll_et",
             "line echo server on edge-triggered epoll, draining until EAGAIN, 10,000 clients",
         ),
+        Lab {
+            name: "timeouts",
+            summary: "epoll echo server with idle timeouts and a periodic tick",
+            checks: crate::echo::checks()
+                .into_iter()
+                .chain(crate::timeouts::checks())
+                .collect(),
+        },
+        Lab {
+            name: "select_telnet",
+            summary: "telnet-like client multiplexing stdin and a socket with select(2)",
+            checks: crate::select_telnet::checks(),
+        },
     ]
 }
 

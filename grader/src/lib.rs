@@ -6,9 +6,12 @@ pub mod client;
 pub mod echo;
 pub mod epoll;
 pub mod labs;
+pub mod nonblocking_read;
 pub mod proc;
 pub mod process;
 pub mod report;
+pub mod select_telnet;
+pub mod timeouts;
 pub mod transcript;
 
 use report::LabReport;
