@@ -8,13 +8,15 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 GRADER := $(TARGET_DIR)/release/grader
 GRADER_FLAGS := $(if $(CHECK),--only $(CHECK)) $(if $(FORMAT),--format $(FORMAT)) $(if $(VERBOSE),--verbose)
 
-.PHONY: help grade grade-solution grade-solutions test build grader check-lab
+.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch
 
 help:
 	@echo "iomux-labs: graded labs on Linux I/O multiplexing"
 	@echo ""
 	@echo "Students:"
 	@echo "  make grade LAB=<lab>            build labs/<lab> and grade it (the checklist to turn green)"
+	@echo "  make grade                      grade every lab, then a summary table"
+	@echo "  make watch LAB=<lab>            re-grade each time you save a file of labs/<lab>"
 	@echo "  make grade LAB=<lab> CHECK=<c>  run one check (CHECK=a,b for several)"
 	@echo "                                  VERBOSE=1 shows measurements, FORMAT=json|gradescope"
 	@echo "Instructors and developers:"
@@ -24,26 +26,45 @@ help:
 	@echo ""
 	@echo "Labs: $(LABS)"
 
-# `make grade` without a valid LAB names the labs and stops.
+# A LAB, if given, must be one of LABS.
 check-lab:
+	@if [ -n "$(LAB)" ]; then case " $(LABS) " in *" $(LAB) "*) ;; *) \
+	  echo "unknown LAB '$(LAB)'; the labs are: $(LABS)" >&2; exit 2;; esac; fi
+
+# Same, and LAB is required.
+need-lab: check-lab
 	@if [ -z "$(LAB)" ]; then \
-	  echo "make grade needs LAB=<lab>, one of: $(LABS)" >&2; \
-	  echo "example: make grade LAB=poll_echo" >&2; exit 2; \
+	  echo "this target needs LAB=<lab>, one of: $(LABS)" >&2; \
+	  echo "example: make $(MAKECMDGOALS) LAB=poll_echo" >&2; exit 2; \
 	fi
-	@case " $(LABS) " in *" $(LAB) "*) ;; *) \
-	  echo "unknown LAB '$(LAB)'; the labs are: $(LABS)" >&2; exit 2;; esac
 
 grader:
 	@echo "==> building the grader (release)"
 	@$(CARGO) build --quiet --release -p grader
 
+# One lab (LAB=x), or every lab followed by a summary table. A lab that does
+# not compile scores 0: the compiler's messages are shown, not a grader error.
 grade: check-lab grader
+ifneq ($(LAB),)
 	@echo "==> building labs/$(LAB) (release)"
-	@$(CARGO) build --release -p $(LAB)
+	@if ! $(CARGO) build --release -p $(LAB); then \
+	  echo "==> labs/$(LAB) does not compile: 0 points (the compiler's messages are above)" >&2; exit 1; fi
 	@echo "==> grading labs/$(LAB)"
 	@$(GRADER) $(LAB) --bin $(TARGET_DIR)/release/$(LAB) $(GRADER_FLAGS)
+else
+	@failed=""; for lab in $(LABS); do \
+	  echo "==> building labs/$$lab (release)"; \
+	  $(CARGO) build --quiet --release -p $$lab || failed="$$failed,$$lab"; \
+	done; \
+	$(GRADER) all --dir $(TARGET_DIR)/release --not-built "$$failed"
+endif
 
-grade-solution: check-lab grader
+# Rebuild and re-grade LAB whenever one of its files changes (Ctrl-C stops).
+watch: need-lab grader
+	@$(GRADER) watch $(LAB) --src labs/$(LAB) --bin $(TARGET_DIR)/release/$(LAB) \
+	  $(if $(CHECK),--only $(CHECK)) -- $(CARGO) build --quiet --release -p $(LAB)
+
+grade-solution: need-lab grader
 	@echo "==> building solutions/$(LAB) (release)"
 	@$(CARGO) build --quiet --release -p $(LAB)_solution
 	@echo "==> grading solutions/$(LAB)"
@@ -52,12 +73,9 @@ grade-solution: check-lab grader
 grade-solutions: grader
 	@echo "==> building every solution (release)"
 	@$(CARGO) build --quiet --release $(foreach lab,$(LABS),-p $(lab)_solution)
-	@failed=""; for lab in $(LABS); do \
-	  echo "==> grading solutions/$$lab"; \
-	  $(GRADER) $$lab --bin $(TARGET_DIR)/release/$${lab}_solution || failed="$$failed $$lab"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "==> FAILED: these solutions do not score full marks:$$failed" >&2; exit 1; fi; \
-	echo "==> every solution scores full marks"
+	@if $(GRADER) all --dir $(TARGET_DIR)/release --suffix _solution; then \
+	  echo "==> every solution scores full marks"; \
+	else echo "==> FAILED: not every solution scores full marks (see the summary)" >&2; exit 1; fi
 
 build:
 	@$(CARGO) build --release --workspace

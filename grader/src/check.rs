@@ -304,5 +304,7 @@ pub fn run_check(lab: &'static str, check: &Check, bin: PathBuf) -> CheckReport 
         seconds: started.elapsed().as_secs_f64(),
         message,
         notes,
+        hint: crate::hints::hint(lab, check.name),
+        flaky: false,
     }
 }

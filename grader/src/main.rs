@@ -1,4 +1,6 @@
 //! `grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope] [--verbose]`
+//! `grader all --dir DIR [--suffix S] [--not-built LAB,...]`
+//! `grader hint <lab> [CHECK]`
 //! `grader --list [LAB]`
 //!
 //! Exit status: 0 when every check passed, 1 when any did not, 2 for a usage
@@ -6,11 +8,15 @@
 
 use grader::labs::{self, COURSE};
 use grader::process::resolve_bin;
-use grader::report::LabReport;
+use grader::report::{LabReport, Style};
 use std::io::Write;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope] [--verbose]
+       grader all --dir DIR [--suffix S] [--not-built LAB,...]   grade DIR/<lab>S for every lab, then a summary
+       grader hint <lab> [CHECK]                                 the hints for a lab's checks
+       grader watch <lab> --src DIR --bin PATH [--only C,...] -- BUILD COMMAND...
+                                                                 rebuild and re-grade on every change
        grader --list [LAB]";
 
 #[derive(PartialEq)]
@@ -148,7 +154,14 @@ fn emit(text: &str) {
 }
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("hint") => return hint(&args[1..]),
+        Some("all") => return all(args[1..].to_vec()),
+        Some("watch") => return watch(args[1..].to_vec()),
+        _ => {}
+    }
+    let options = match parse(args) {
         Ok(options) => options,
         Err(code) => return code,
     };
@@ -178,12 +191,13 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(&err),
     };
     let human = options.format == Format::Human;
+    let style = Style::for_stdout();
     if human {
         emit(&LabReport::header(lab.name, &options.bin));
     }
     let report = grader::grade(&lab, &bin, &options.only, |check| {
         if human {
-            emit(&check.human(options.verbose));
+            emit(&check.styled(options.verbose, style));
         }
     });
     match options.format {
@@ -195,5 +209,197 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `grader hint LAB [CHECK]`: what to try when a check fails.
+fn hint(args: &[String]) -> ExitCode {
+    let (Some(name), rest) = (args.first(), args.get(1..).unwrap_or_default()) else {
+        return usage_error("usage: grader hint <lab> [CHECK]");
+    };
+    let Some(lab) = labs::find(name) else {
+        return usage_error(&format!(
+            "unknown lab '{name}'; the labs are:\n{}",
+            lab_list()
+        ));
+    };
+    let checks: Vec<&grader::check::Check> = match rest.first() {
+        None => lab.checks.iter().collect(),
+        Some(wanted) => match lab.checks.iter().find(|c| c.name == wanted) {
+            Some(check) => vec![check],
+            None => {
+                let names: Vec<&str> = lab.checks.iter().map(|c| c.name).collect();
+                return usage_error(&format!(
+                    "{} has no check '{wanted}'; its checks: {}",
+                    lab.name,
+                    names.join(", ")
+                ));
+            }
+        },
+    };
+    let mut text = Vec::new();
+    for check in checks {
+        let hint = grader::hints::hint(lab.name, check.name)
+            .unwrap_or_else(|| "(no hint written yet)".to_string());
+        text.push(format!(
+            "{} ({} points): {}\n{}",
+            check.name,
+            check.points,
+            check.description,
+            grader::process::indent(&hint, "    ")
+        ));
+    }
+    emit(&text.join("\n\n"));
+    ExitCode::SUCCESS
+}
+
+/// `grader all --dir DIR [--suffix S] [--not-built A,B]`: every lab, then a
+/// summary table. A lab listed in `--not-built` (its build failed) or whose
+/// program is missing scores 0.
+fn all(args: Vec<String>) -> ExitCode {
+    let mut dir = None;
+    let mut suffix = String::new();
+    let mut not_built = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match arg.as_str() {
+            "--dir" => dir = Some(value()),
+            "--suffix" => suffix = value(),
+            "--not-built" => not_built.extend(
+                value()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
+            other => return usage_error(&format!("grader all: unexpected argument '{other}'")),
+        }
+    }
+    let Some(dir) = dir else {
+        return usage_error("grader all needs --dir DIR (where the programs are)");
+    };
+    let style = Style::for_stdout();
+    let mut rows = Vec::new();
+    for lab in labs::all() {
+        let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+        let path = std::path::Path::new(&dir).join(format!("{}{suffix}", lab.name));
+        emit("");
+        if not_built.iter().any(|n| n == lab.name) {
+            emit(&format!(
+                "== {}: does not compile (the compiler's messages are above): 0/{max} ==",
+                lab.name
+            ));
+            rows.push((lab.name, 0, max, 0.0, "does not compile"));
+            continue;
+        }
+        if !path.exists() {
+            emit(&format!(
+                "== {}: no program at {}: 0/{max} ==",
+                lab.name,
+                path.display()
+            ));
+            rows.push((lab.name, 0, max, 0.0, "no program"));
+            continue;
+        }
+        emit(&LabReport::header(lab.name, &path.display().to_string()));
+        let report = grader::grade(&lab, &path, &[], |check| {
+            emit(&check.styled(false, style));
+        });
+        emit(&report.footer());
+        let note = if report.all_passed() {
+            ""
+        } else {
+            "not all passed"
+        };
+        rows.push((lab.name, report.score(), max, report.seconds(), note));
+    }
+    emit("");
+    emit(&summary(&rows, style));
+    if rows.iter().all(|(_, score, max, _, _)| score == max) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn summary(rows: &[(&str, u32, u32, f64, &str)], style: Style) -> String {
+    let mut lines = vec![style.paint("1", "== summary ==")];
+    lines.push(format!("{:<18} {:>9} {:>8}", "lab", "points", "time"));
+    for (lab, score, max, seconds, note) in rows {
+        let points = format!("{score}/{max}");
+        let points = if score == max {
+            style.paint("32", &format!("{points:>9}"))
+        } else {
+            style.paint("31", &format!("{points:>9}"))
+        };
+        let note = if note.is_empty() {
+            String::new()
+        } else {
+            format!("  ({note})")
+        };
+        lines.push(format!("{lab:<18} {points} {seconds:>7.1}s{note}"));
+    }
+    let score: u32 = rows.iter().map(|r| r.1).sum();
+    let max: u32 = rows.iter().map(|r| r.2).sum();
+    let seconds: f64 = rows.iter().map(|r| r.3).sum();
+    lines.push(format!(
+        "{:<18} {:>9} {seconds:>7.1}s",
+        "total",
+        format!("{score}/{max}")
+    ));
+    lines.join("\n")
+}
+
+/// `grader watch LAB --src DIR --bin PATH [--only A,B] -- BUILD...`
+fn watch(args: Vec<String>) -> ExitCode {
+    let (ours, build) = match args.iter().position(|a| a == "--") {
+        Some(at) => (args[..at].to_vec(), args[at + 1..].to_vec()),
+        None => (args, Vec::new()),
+    };
+    let mut lab = None;
+    let mut src = None;
+    let mut bin = None;
+    let mut only = Vec::new();
+    let mut rest = ours.into_iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--src" => src = rest.next(),
+            "--bin" => bin = rest.next(),
+            "--only" => only.extend(
+                rest.next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
+            _ if lab.is_none() && !arg.starts_with('-') => lab = Some(arg),
+            other => return usage_error(&format!("grader watch: unexpected argument '{other}'")),
+        }
+    }
+    let (Some(lab), Some(src), Some(bin)) = (lab, src, bin) else {
+        return usage_error("grader watch needs LAB, --src DIR, --bin PATH and -- BUILD COMMAND");
+    };
+    if build.is_empty() {
+        return usage_error("grader watch needs a build command after --");
+    }
+    let Some(lab) = labs::find(&lab) else {
+        return usage_error(&format!(
+            "unknown lab '{lab}'; the labs are:\n{}",
+            lab_list()
+        ));
+    };
+    let watch = grader::watch::Watch {
+        lab,
+        src: src.into(),
+        bin: bin.into(),
+        build,
+        only,
+    };
+    match grader::watch::run(&watch) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("grader watch: {err}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -40,24 +40,83 @@ pub struct CheckReport {
     pub message: String,
     /// Measurements, shown with `--verbose`.
     pub notes: Vec<String>,
+    /// What to try when this check fails (`grader/hints/`).
+    pub hint: Option<String>,
+    /// The check failed, was run again and passed: the program is flaky.
+    pub flaky: bool,
+}
+
+/// How the human report looks: plain, or coloured for a terminal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Style {
+    #[default]
+    Plain,
+    Colour,
+}
+
+impl Style {
+    /// Colour on a terminal, unless NO_COLOR is set (https://no-color.org).
+    pub fn for_stdout() -> Style {
+        use std::io::IsTerminal;
+        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        if std::io::stdout().is_terminal() && !no_colour {
+            Style::Colour
+        } else {
+            Style::Plain
+        }
+    }
+
+    /// `text` in an ANSI colour (`code`: 31 red, 32 green, 33 yellow, 2 dim, 1 bold).
+    pub fn paint(self, code: &str, text: &str) -> String {
+        match self {
+            Style::Plain => text.to_string(),
+            Style::Colour => format!("\x1b[{code}m{text}\x1b[0m"),
+        }
+    }
+
+    fn status(self, status: Status) -> String {
+        let word = format!("{:<5}", status.word());
+        let code = match status {
+            Status::Pass => "32",
+            Status::Fail => "1;31",
+            Status::Skip => "33",
+        };
+        self.paint(code, &word)
+    }
 }
 
 impl CheckReport {
     /// `basic_echo          OK     0.3s   5/5`, then the message, indented.
     pub fn human(&self, verbose: bool) -> String {
-        let mut text = format!(
-            "{:<22} {:<5} {:>6.1}s  {:>3}/{}",
+        self.styled(verbose, Style::Plain)
+    }
+
+    /// The one line of a check, without its message.
+    pub fn line(&self, style: Style) -> String {
+        format!(
+            "{:<22} {} {:>6.1}s  {:>3}/{}",
             self.name,
-            self.status.word(),
+            style.status(self.status),
             self.seconds,
             self.points,
             self.max
-        );
+        )
+    }
+
+    /// [`CheckReport::human`], coloured if `style` says so.
+    pub fn styled(&self, verbose: bool, style: Style) -> String {
+        let mut text = self.line(style);
         if verbose {
             text += &format!("\n{}", indent(&self.description, "      "));
         }
         if !self.message.is_empty() {
             text += &format!("\n{}", indent(&self.message, "    "));
+        }
+        if self.status == Status::Fail
+            && let Some(hint) = &self.hint
+        {
+            let hint = style.paint("36", &format!("hint: {hint}"));
+            text += &format!("\n{}", indent(&hint, "    "));
         }
         if verbose && !self.notes.is_empty() {
             text += &format!("\n{}", indent(&self.notes.join("\n"), "      measured: "));
@@ -132,6 +191,8 @@ impl LabReport {
                 "seconds": round(c.seconds),
                 "message": c.message,
                 "notes": c.notes,
+                "hint": c.hint,
+                "flaky": c.flaky,
             })).collect::<Vec<_>>(),
         })
     }
@@ -150,6 +211,9 @@ impl LabReport {
                 }
                 if !c.message.is_empty() {
                     output += &format!("\n\n{}", c.message);
+                }
+                if c.status != Status::Pass && let Some(hint) = &c.hint {
+                    output += &format!("\n\nhint: {hint}");
                 }
                 json!({
                     "name": c.name,
@@ -185,6 +249,8 @@ mod tests {
                 "it broke\n  here".into()
             },
             notes: vec!["cpu 0.01 s".into()],
+            hint: Some("look closer".into()),
+            flaky: false,
         };
         LabReport {
             lab: "poll_echo".into(),
@@ -206,7 +272,12 @@ mod tests {
         );
         assert_eq!(
             r.checks[1].human(false),
-            "quit                   FAIL     0.2s    0/6\n    it broke\n      here"
+            "quit                   FAIL     0.2s    0/6\n    it broke\n      here\n    hint: look closer"
+        );
+        assert!(
+            r.checks[1]
+                .styled(false, Style::Colour)
+                .contains("\x1b[1;31mFAIL \x1b[0m")
         );
         assert_eq!(r.footer(), "Score: 5/19  (not passed: quit, scale)");
         assert!(!r.all_passed());
