@@ -3,12 +3,15 @@
 # Labs the grader can grade today, in teaching order.
 LABS := poll_echo epoll_lt epoll_et
 
+# The student copy (`make handout`) has no solutions/ and no tools/.
+HAVE_SOLUTIONS := $(wildcard solutions)
+
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 GRADER := $(TARGET_DIR)/release/grader
 GRADER_FLAGS := $(if $(CHECK),--only $(CHECK)) $(if $(FORMAT),--format $(FORMAT)) $(if $(VERBOSE),--verbose)
 
-.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch
+.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch handout gradescope
 
 help:
 	@echo "iomux-labs: graded labs on Linux I/O multiplexing"
@@ -23,6 +26,8 @@ help:
 	@echo "  make grade-solution LAB=<lab>   grade the reference solution of <lab>"
 	@echo "  make grade-solutions            grade every solution; fails unless each scores full marks"
 	@echo "  make test                       fmt, clippy, every test, and grade-solutions"
+	@echo "  make handout DEST=<dir>         export the student copy (no solutions, no instructor material)"
+	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo ""
 	@echo "Labs: $(LABS)"
 
@@ -71,11 +76,15 @@ grade-solution: need-lab grader
 	@$(GRADER) $(LAB) --bin $(TARGET_DIR)/release/$(LAB)_solution $(GRADER_FLAGS)
 
 grade-solutions: grader
+ifeq ($(HAVE_SOLUTIONS),)
+	@echo "==> this is the student copy: there are no solutions to grade"
+else
 	@echo "==> building every solution (release)"
 	@$(CARGO) build --quiet --release $(foreach lab,$(LABS),-p $(lab)_solution)
 	@if $(GRADER) all --dir $(TARGET_DIR)/release --suffix _solution; then \
 	  echo "==> every solution scores full marks"; \
 	else echo "==> FAILED: not every solution scores full marks (see the summary)" >&2; exit 1; fi
+endif
 
 build:
 	@$(CARGO) build --release --workspace
@@ -87,4 +96,14 @@ test:
 	@$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
 	@echo "==> cargo test --workspace"
 	@$(CARGO) test --workspace
-	@$(MAKE) --no-print-directory grade-solutions
+	@$(if $(HAVE_SOLUTIONS),$(MAKE) --no-print-directory grade-solutions)
+
+# Instructors: the student copy, and a Gradescope autograder.
+handout:
+	@if [ -z "$(DEST)" ]; then echo "usage: make handout DEST=<dir>" >&2; exit 2; fi
+	@if [ ! -x tools/handout.sh ]; then echo "make handout: not available in the student copy" >&2; exit 2; fi
+	@tools/handout.sh "$(DEST)"
+
+gradescope: need-lab
+	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi
+	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)"

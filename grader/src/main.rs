@@ -12,11 +12,12 @@ use grader::report::{LabReport, Style};
 use std::io::Write;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope] [--verbose]
+const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose]
        grader all --dir DIR [--suffix S] [--not-built LAB,...]   grade DIR/<lab>S for every lab, then a summary
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
        grader watch <lab> --src DIR --bin PATH [--only C,...] -- BUILD COMMAND...
                                                                  rebuild and re-grade on every change
+       grader zero <lab> WHY                                     Gradescope results.json scoring 0 (build failed...)
        grader --list [LAB]";
 
 #[derive(PartialEq)]
@@ -32,6 +33,7 @@ struct Options {
     only: Vec<String>,
     format: Format,
     verbose: bool,
+    hidden: Vec<String>,
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -87,6 +89,7 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
     let mut only = Vec::new();
     let mut format = Format::Human;
     let mut verbose = false;
+    let mut hidden = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -119,6 +122,12 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
                 }
             }
             "-v" | "--verbose" => verbose = true,
+            "--hidden" => hidden.extend(
+                value("--hidden")?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
             flag if flag.starts_with('-') => {
                 return Err(usage_error(&format!("unknown option '{flag}'")));
             }
@@ -141,6 +150,7 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
         only,
         format,
         verbose,
+        hidden,
     })
 }
 
@@ -159,6 +169,7 @@ fn main() -> ExitCode {
         Some("hint") => return hint(&args[1..]),
         Some("all") => return all(args[1..].to_vec()),
         Some("watch") => return watch(args[1..].to_vec()),
+        Some("zero") => return zero(&args[1..]),
         _ => {}
     }
     let options = match parse(args) {
@@ -203,7 +214,9 @@ fn main() -> ExitCode {
     match options.format {
         Format::Human => emit(&report.footer()),
         Format::Json => emit(&serde_json::to_string_pretty(&report.json()).unwrap()),
-        Format::Gradescope => emit(&serde_json::to_string_pretty(&report.gradescope()).unwrap()),
+        Format::Gradescope => {
+            emit(&serde_json::to_string_pretty(&report.gradescope(&options.hidden)).unwrap())
+        }
     }
     if report.all_passed() {
         ExitCode::SUCCESS
@@ -402,4 +415,34 @@ fn watch(args: Vec<String>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `grader zero LAB WHY`: Gradescope's results.json for a submission that
+/// could not be graded (WHY: a message, or @FILE to read it from a file).
+fn zero(args: &[String]) -> ExitCode {
+    let (Some(name), Some(why)) = (args.first(), args.get(1)) else {
+        return usage_error("usage: grader zero <lab> WHY|@FILE");
+    };
+    let Some(lab) = labs::find(name) else {
+        return usage_error(&format!("unknown lab '{name}'"));
+    };
+    let why = match why.strip_prefix('@') {
+        Some(path) => std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|err| format!("(cannot read {path}: {err})")),
+        None => why.clone(),
+    };
+    // Keep the tail: a compiler's last messages are its summary.
+    let why = if why.len() > 20_000 {
+        let mut cut = why.len() - 20_000;
+        while !why.is_char_boundary(cut) {
+            cut += 1;
+        }
+        format!("...{}", &why[cut..])
+    } else {
+        why
+    };
+    let json = grader::report::gradescope_zero(&lab, why.trim_end());
+    emit(&serde_json::to_string_pretty(&json).unwrap());
+    ExitCode::SUCCESS
 }

@@ -197,8 +197,10 @@ impl LabReport {
         })
     }
 
-    /// Gradescope's results.json: one test per check.
-    pub fn gradescope(&self) -> Value {
+    /// Gradescope's results.json: one test per check. Checks named in
+    /// `hidden` (instructor-only) are shown to students only once the
+    /// instructor publishes the grades.
+    pub fn gradescope(&self, hidden: &[String]) -> Value {
         json!({
             "score": self.score(),
             "max_score": self.max_score(),
@@ -215,16 +217,36 @@ impl LabReport {
                 if c.status != Status::Pass && let Some(hint) = &c.hint {
                     output += &format!("\n\nhint: {hint}");
                 }
+                let visibility = if hidden.contains(&c.name) { "after_published" } else { "visible" };
                 json!({
                     "name": c.name,
                     "score": c.points,
                     "max_score": c.max,
                     "status": if c.status == Status::Pass { "passed" } else { "failed" },
+                    "visibility": visibility,
                     "output": output,
                 })
             }).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Gradescope's results.json for a program that could not be graded at all
+/// (it does not compile, or the grader itself failed): every check 0.
+pub fn gradescope_zero(lab: &crate::labs::Lab, why: &str) -> Value {
+    let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+    json!({
+        "score": 0,
+        "max_score": max,
+        "output": format!("{}: 0/{max}: {why}", lab.name),
+        "tests": lab.checks.iter().map(|c| json!({
+            "name": c.name,
+            "score": 0,
+            "max_score": c.points,
+            "status": "failed",
+            "output": format!("{}\n\nnot run: {why}", c.description),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn round(seconds: f64) -> f64 {
@@ -291,7 +313,9 @@ mod tests {
         assert_eq!(json["score"], 5);
         assert_eq!(json["max_score"], 19);
         assert_eq!(json["checks"][2]["status"], "skip");
-        let gs = r.gradescope();
+        let gs = r.gradescope(&["scale".to_string()]);
+        assert_eq!(gs["tests"][2]["visibility"], "after_published");
+        assert_eq!(gs["tests"][0]["visibility"], "visible");
         assert_eq!(gs["score"], 5);
         assert_eq!(gs["tests"][0]["status"], "passed");
         assert_eq!(gs["tests"][2]["status"], "failed");

@@ -1,0 +1,198 @@
+//! The instructors' tools, run for real: the student copy (`make handout`)
+//! builds and grades a stub without the solutions, and the Gradescope
+//! autograder zip (`make gradescope`) writes results.json for a submission.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Scratch space shared by these tests; its own target directory, since the
+/// exported copies are workspaces of their own.
+fn scratch(name: &str) -> PathBuf {
+    let dir = common::target_dir()
+        .join("instructor-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    dir
+}
+
+fn copies_target() -> PathBuf {
+    common::target_dir().join("instructor-tests").join("target")
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .env("CARGO_TARGET_DIR", copies_target())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run command");
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn make(dir: &Path, args: &[&str]) -> Output {
+    run(Command::new("make")
+        .arg("--no-print-directory")
+        .arg("-C")
+        .arg(dir)
+        .args(args))
+}
+
+#[test]
+fn the_student_copy_has_no_solutions_and_grades_a_stub() {
+    let copy = scratch("handout");
+    let export = make(
+        &common::workspace(),
+        &["handout", &format!("DEST={}", copy.display())],
+    );
+    assert!(export.status.success(), "{}", text(&export));
+    for gone in [
+        "solutions",
+        "grader/tests",
+        "grader/broken",
+        "docs/instructors.md",
+        "docs/instructors",
+        "tools",
+        ".ci",
+    ] {
+        assert!(!copy.join(gone).exists(), "{gone} is in the student copy");
+    }
+    let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
+    assert!(!manifest.contains("solutions/") && !manifest.contains("broken"));
+    for kept in [
+        "labs/poll_echo/src/main.rs",
+        "docs/labs/poll_echo.md",
+        "Makefile",
+    ] {
+        assert!(copy.join(kept).exists(), "{kept} is missing from the copy");
+    }
+
+    let _lock = common::exclusive();
+    let graded = make(&copy, &["grade", "LAB=poll_echo", "CHECK=basic_echo"]);
+    let out = text(&graded);
+    assert!(!graded.status.success(), "{out}");
+    assert!(out.contains("basic_echo") && out.contains("FAIL"), "{out}");
+    assert!(out.contains("Score: 0/5"), "{out}");
+    assert!(out.contains("not yet implemented"), "{out}");
+
+    let solutions = make(&copy, &["grade-solutions"]);
+    assert!(solutions.status.success(), "{}", text(&solutions));
+    assert!(text(&solutions).contains("student copy"));
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+/// Unzips the autograder into `root/source`, as Gradescope does.
+fn unpack(zip: &Path, root: &Path) {
+    let source = root.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let unzip = run(Command::new("python3")
+        .args(["-m", "zipfile", "-e"])
+        .arg(zip)
+        .arg(&source));
+    assert!(unzip.status.success(), "{}", text(&unzip));
+}
+
+/// Runs the zip's run_autograder on `submission` (files to put under
+/// `submission/`) and returns results.json.
+fn autograde(root: &Path, submission: &[(&str, &str)]) -> Value {
+    let sub = root.join("submission");
+    let _ = std::fs::remove_dir_all(&sub);
+    for (path, content) in submission {
+        let path = sub.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let _ = std::fs::remove_file(root.join("results/results.json"));
+    let runner = root.join("source/run_autograder");
+    let out = run(Command::new("bash")
+        .arg(&runner)
+        .env("AUTOGRADER_ROOT", root));
+    assert!(out.status.success(), "{}", text(&out));
+    let json = std::fs::read_to_string(root.join("results/results.json"))
+        .unwrap_or_else(|err| panic!("no results.json ({err}); {}", text(&out)));
+    serde_json::from_str(&json).unwrap_or_else(|err| panic!("bad results.json: {err}\n{json}"))
+}
+
+fn score(results: &Value) -> (u64, u64) {
+    (
+        results["score"].as_u64().unwrap(),
+        results["max_score"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn the_gradescope_autograder_scores_a_stub_zero_and_a_build_error_zero() {
+    let root = scratch("gradescope");
+    let zip = root.with_extension("zip");
+    let built = run(
+        Command::new(common::workspace().join("tools/gradescope.sh"))
+            .args(["poll_echo"])
+            .arg(&zip)
+            .arg("scale"),
+    );
+    assert!(built.status.success(), "{}", text(&built));
+    unpack(&zip, &root);
+    // Gradescope runs setup.sh once; here the target directory is warmed by
+    // building the grader (setup.sh would also install Rust).
+    let warm = run(Command::new("cargo")
+        .current_dir(root.join("source"))
+        .args(["build", "--quiet", "--release", "-p", "grader"]));
+    assert!(warm.status.success(), "{}", text(&warm));
+
+    let stub =
+        std::fs::read_to_string(common::workspace().join("labs/poll_echo/src/main.rs")).unwrap();
+    let results = {
+        let _lock = common::exclusive();
+        autograde(&root, &[("src/main.rs", &stub)])
+    };
+    assert_eq!(score(&results), (0, 100), "{results:#}");
+    let tests = results["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 16);
+    assert!(
+        tests
+            .iter()
+            .all(|t| t["status"] == "failed" && t["score"] == 0)
+    );
+    let scale = tests.iter().find(|t| t["name"] == "scale").unwrap();
+    assert_eq!(scale["visibility"], "after_published");
+    assert!(
+        tests[0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("not yet implemented")
+    );
+
+    let broken = autograde(
+        &root,
+        &[("main.rs", "fn main() { let x: u32 = \"no\"; }\n")],
+    );
+    assert_eq!(score(&broken), (0, 100), "{broken:#}");
+    assert!(
+        broken["output"]
+            .as_str()
+            .unwrap()
+            .contains("does not compile")
+    );
+    assert!(
+        broken["output"]
+            .as_str()
+            .unwrap()
+            .contains("mismatched types")
+    );
+
+    let empty = autograde(&root, &[("README.txt", "oops")]);
+    assert_eq!(score(&empty), (0, 100), "{empty:#}");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&zip);
+}
