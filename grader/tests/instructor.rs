@@ -24,12 +24,11 @@ fn copies_target() -> PathBuf {
 }
 
 fn run(command: &mut Command) -> Output {
-    let output = command
+    command
         .env("CARGO_TARGET_DIR", copies_target())
         .env("NO_COLOR", "1")
         .output()
-        .expect("run command");
-    output
+        .expect("run command")
 }
 
 fn text(output: &Output) -> String {
