@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 GRADER := $(TARGET_DIR)/release/grader
 GRADER_FLAGS := $(if $(CHECK),--only $(CHECK)) $(if $(FORMAT),--format $(FORMAT)) $(if $(VERBOSE),--verbose)
 
-.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch handout gradescope
+.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch handout gradescope batch
 
 help:
 	@echo "iomux-labs: graded labs on Linux I/O multiplexing"
@@ -28,6 +28,7 @@ help:
 	@echo "  make test                       fmt, clippy, every test, and grade-solutions"
 	@echo "  make handout DEST=<dir>         export the student copy (no solutions, no instructor material)"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
+	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
 	@echo ""
 	@echo "Labs: $(LABS)"
 
@@ -103,6 +104,11 @@ handout:
 	@if [ -z "$(DEST)" ]; then echo "usage: make handout DEST=<dir>" >&2; exit 2; fi
 	@if [ ! -x tools/handout.sh ]; then echo "make handout: not available in the student copy" >&2; exit 2; fi
 	@tools/handout.sh "$(DEST)"
+
+# Grade every submission folder under DIR: a CSV of points per check.
+batch: need-lab grader
+	@if [ -z "$(DIR)" ]; then echo "usage: make batch LAB=<lab> DIR=<submissions> [OUT=grades.csv] [JOBS=1]" >&2; exit 2; fi
+	@$(GRADER) batch $(LAB) "$(DIR)" --workspace "$(CURDIR)" $(if $(OUT),--out "$(OUT)") $(if $(JOBS),--jobs $(JOBS)) $(if $(CHECK),--only $(CHECK))
 
 gradescope: need-lab
 	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi

@@ -1,6 +1,7 @@
 //! The iomux-labs grader: runs a lab program as a black box and checks it
 //! against CONTRACT.md through processes, sockets, pipes and /proc.
 
+pub mod batch;
 pub mod check;
 pub mod client;
 pub mod echo;

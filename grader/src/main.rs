@@ -10,6 +10,7 @@ use grader::labs::{self, COURSE};
 use grader::process::resolve_bin;
 use grader::report::{LabReport, Style};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose]
@@ -17,6 +18,8 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
        grader watch <lab> --src DIR --bin PATH [--only C,...] -- BUILD COMMAND...
                                                                  rebuild and re-grade on every change
+       grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...] [--workspace DIR]
+                                                                 grade every submission folder under DIR into a CSV
        grader zero <lab> WHY                                     Gradescope results.json scoring 0 (build failed...)
        grader --list [LAB]";
 
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
         Some("all") => return all(args[1..].to_vec()),
         Some("watch") => return watch(args[1..].to_vec()),
         Some("zero") => return zero(&args[1..]),
+        Some("batch") => return batch(args[1..].to_vec()),
         _ => {}
     }
     let options = match parse(args) {
@@ -445,4 +449,75 @@ fn zero(args: &[String]) -> ExitCode {
     let json = grader::report::gradescope_zero(&lab, why.trim_end());
     emit(&serde_json::to_string_pretty(&json).unwrap());
     ExitCode::SUCCESS
+}
+
+/// `grader batch LAB DIR [--out CSV] [--jobs N] [--only A,B] [--workspace W]`
+fn batch(args: Vec<String>) -> ExitCode {
+    let mut positional = Vec::new();
+    let mut out = None;
+    let mut jobs = 1;
+    let mut only = Vec::new();
+    let mut workspace = PathBuf::from(".");
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| {
+            args.next()
+                .ok_or_else(|| usage_error(&format!("{what} needs a value")))
+        };
+        match arg.as_str() {
+            "--out" => match value("--out") {
+                Ok(v) => out = Some(PathBuf::from(v)),
+                Err(code) => return code,
+            },
+            "--jobs" => match value("--jobs").map(|v| v.parse::<usize>()) {
+                Ok(Ok(n)) if n >= 1 => jobs = n,
+                Ok(_) => return usage_error("--jobs needs a number of at least 1"),
+                Err(code) => return code,
+            },
+            "--only" => match value("--only") {
+                Ok(v) => only.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
+                Err(code) => return code,
+            },
+            "--workspace" => match value("--workspace") {
+                Ok(v) => workspace = PathBuf::from(v),
+                Err(code) => return code,
+            },
+            flag if flag.starts_with('-') => {
+                return usage_error(&format!("grader batch: unknown option '{flag}'"));
+            }
+            _ => positional.push(arg),
+        }
+    }
+    let [lab, dir] = positional.as_slice() else {
+        return usage_error("usage: grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...]");
+    };
+    let Some(lab) = labs::find(lab) else {
+        return usage_error(&format!(
+            "unknown lab '{lab}'; the labs are:\n{}",
+            lab_list()
+        ));
+    };
+    let names: Vec<&str> = lab.checks.iter().map(|c| c.name).collect();
+    if let Some(unknown) = only.iter().find(|o| !names.contains(&o.as_str())) {
+        return usage_error(&format!("{} has no check '{unknown}'", lab.name));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let batch = grader::batch::Batch {
+        out: out.unwrap_or_else(|| PathBuf::from(format!("{}-grades.csv", lab.name))),
+        scratch: target.join("batch").join(lab.name),
+        lab,
+        dir: PathBuf::from(dir),
+        workspace,
+        only,
+        jobs,
+    };
+    match grader::batch::run(&batch) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("grader batch: {err}");
+            ExitCode::from(1)
+        }
+    }
 }

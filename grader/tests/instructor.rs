@@ -195,3 +195,58 @@ fn the_gradescope_autograder_scores_a_stub_zero_and_a_build_error_zero() {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_file(&zip);
 }
+
+#[test]
+fn batch_grading_writes_a_csv_row_per_submission() {
+    let root = scratch("batch");
+    let subs = root.join("submissions");
+    let stub = common::workspace().join("labs/poll_echo");
+    let write = |path: &str, content: &[u8]| {
+        let path = subs.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    };
+    write(
+        "alice/Cargo.toml",
+        &std::fs::read(stub.join("Cargo.toml")).unwrap(),
+    );
+    write(
+        "alice/src/main.rs",
+        &std::fs::read(stub.join("src/main.rs")).unwrap(),
+    );
+    write("bob/main.rs", b"fn main() { let x: u32 = \"no\"; }\n");
+    // A program in any language: here the reference solution's binary.
+    let carol = subs.join("carol/poll_echo");
+    std::fs::create_dir_all(carol.parent().unwrap()).unwrap();
+    std::fs::copy(common::bin("poll_echo_solution"), &carol).unwrap();
+    std::fs::create_dir_all(subs.join("dave")).unwrap();
+
+    let csv = root.join("grades.csv");
+    let out = {
+        let _lock = common::exclusive();
+        run(Command::new(env!("CARGO_BIN_EXE_grader"))
+            .args(["batch", "poll_echo"])
+            .arg(&subs)
+            .arg("--out")
+            .arg(&csv)
+            .args(["--only", "basic_echo,quit", "--workspace"])
+            .arg(common::workspace()))
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        table,
+        "submission,status,basic_echo,quit,total,max\n\
+         alice,failed,0,0,0,11\n\
+         bob,does not compile,0,0,0,11\n\
+         carol,passed,5,6,11,11\n\
+         dave,no program,0,0,0,11\n",
+        "{}",
+        text(&out)
+    );
+    let report = std::fs::read_to_string(root.join("grades-reports/alice.txt")).unwrap();
+    assert!(report.contains("not yet implemented"), "{report}");
+    let report = std::fs::read_to_string(root.join("grades-reports/bob.txt")).unwrap();
+    assert!(report.contains("mismatched types"), "{report}");
+    let _ = std::fs::remove_dir_all(&root);
+}
