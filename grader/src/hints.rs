@@ -11,7 +11,10 @@
 //! ```
 
 /// The hint files, by name.
-const FILES: &[(&str, &str)] = &[];
+const FILES: &[(&str, &str)] = &[
+    ("echo", include_str!("../hints/echo.txt")),
+    ("epoll", include_str!("../hints/epoll.txt")),
+];
 
 /// The files a lab's hints come from, most specific first.
 fn sources(lab: &str) -> Vec<&'static str> {
