@@ -118,6 +118,8 @@ struct Active {
     received: usize,
     sent_at: Instant,
     seq: u64,
+    /// A line was sent and its echo is not complete yet.
+    in_flight: bool,
     /// Registered for EPOLLOUT too (only after a short write).
     wants_out: bool,
 }
@@ -138,6 +140,7 @@ impl Active {
             received: 0,
             sent_at: Instant::now(),
             seq: 0,
+            in_flight: false,
             wants_out: false,
         }
     }
@@ -158,6 +161,7 @@ impl Active {
         }
         self.written = 0;
         self.received = 0;
+        self.in_flight = true;
         self.sent_at = Instant::now();
     }
 
@@ -243,77 +247,105 @@ impl Active {
 /// waiting for its echo before sending the next, and measures the round
 /// trips completed during `spec.duration` (after `spec.warmup`).
 pub fn ping_pong(target: &Target, spec: &LoadSpec) -> Result<Measure, String> {
-    assert!((1..=MAX_LINE).contains(&spec.line_bytes) && spec.active > 0);
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|err| format!("epoll_create1: {err}"))?;
-    let mut clients = Vec::with_capacity(spec.active);
-    for id in 0..spec.active {
-        let stream = connect(target)
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .map_err(|err| format!("active client {id} cannot connect: {err}"))?;
-        epoll
-            .add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, id as u64))
-            .map_err(|err| format!("epoll_ctl(ADD): {err}"))?;
-        clients.push(Active::new(id, stream, spec.line_bytes));
+    let mut clients = ActiveSet::connect(target, spec.active, spec.line_bytes)?;
+    let mut rtts = Vec::new();
+    clients.run(spec.warmup, spec.duration, &mut rtts)?;
+    summarize(rtts, spec.duration)
+}
+
+/// Active clients, connected once and run for one or more stretches of time
+/// (a sweep interleaves servers in slices, keeping each one's clients).
+pub struct ActiveSet {
+    epoll: Epoll,
+    clients: Vec<Active>,
+    /// Room for more than one line: bytes beyond an echo are an error to see.
+    scratch: Vec<u8>,
+}
+
+impl ActiveSet {
+    pub fn connect(target: &Target, active: usize, line_bytes: usize) -> Result<ActiveSet, String> {
+        assert!((1..=MAX_LINE).contains(&line_bytes) && active > 0);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|err| format!("epoll_create1: {err}"))?;
+        let mut clients = Vec::with_capacity(active);
+        for id in 0..active {
+            let stream = connect(target)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .map_err(|err| format!("active client {id} cannot connect: {err}"))?;
+            epoll
+                .add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, id as u64))
+                .map_err(|err| format!("epoll_ctl(ADD): {err}"))?;
+            clients.push(Active::new(id, stream, line_bytes));
+        }
+        Ok(ActiveSet {
+            epoll,
+            clients,
+            scratch: vec![0u8; line_bytes + 1],
+        })
     }
 
-    let start = Instant::now();
-    let counted_from = start + spec.warmup;
-    let end = counted_from + spec.duration;
-    for client in &mut clients {
-        client.next_line();
-        client.send(&epoll)?;
-    }
-    let expected_rate = 200_000.0 * spec.duration.as_secs_f64();
-    let mut rtts: Vec<u64> = Vec::with_capacity(expected_rate as usize);
-    let mut events = vec![EpollEvent::empty(); spec.active];
-    // Room for more than one line: bytes beyond the echo are an error to see.
-    let mut scratch = vec![0u8; spec.line_bytes + 1];
-    let mut next_stall_check = start + Duration::from_millis(100);
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
+    /// Ping-pongs for `warmup + duration`, adding to `rtts` (nanoseconds) the
+    /// round trips that complete after the warm-up. Then lets the lines still
+    /// in flight come back, so the next run starts from quiet connections.
+    pub fn run(
+        &mut self,
+        warmup: Duration,
+        duration: Duration,
+        rtts: &mut Vec<u64>,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let counted_from = start + warmup;
+        let end = counted_from + duration;
+        for client in &mut self.clients {
+            client.next_line();
+            client.send(&self.epoll)?;
         }
-        let wait_ms = end.duration_since(now).as_millis().clamp(1, 100) as u16;
-        let ready = match epoll.wait(&mut events, EpollTimeout::from(wait_ms)) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => 0,
-            Err(err) => return Err(format!("epoll_wait: {err}")),
-        };
-        // One clock reading per wakeup: every reply in this batch was there
-        // when epoll_wait returned.
-        let woke = Instant::now();
-        for event in &events[..ready] {
-            let client = &mut clients[event.data() as usize];
-            if event.events().contains(EpollFlags::EPOLLOUT) {
-                client.send(&epoll)?;
-            }
-            if !event
-                .events()
-                .intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
-            {
-                continue;
-            }
-            if client.receive(&mut scratch)? {
+        let mut in_flight = self.clients.len();
+        let mut events = vec![EpollEvent::empty(); self.clients.len()];
+        let mut next_stall_check = start + Duration::from_millis(100);
+        while in_flight > 0 {
+            let now = Instant::now();
+            let wait_ms = end.saturating_duration_since(now).as_millis().clamp(1, 100) as u16;
+            let ready = match self.epoll.wait(&mut events, EpollTimeout::from(wait_ms)) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(err) => return Err(format!("epoll_wait: {err}")),
+            };
+            // One clock reading per wakeup: every reply in this batch was
+            // there when epoll_wait returned.
+            let woke = Instant::now();
+            for event in &events[..ready] {
+                let client = &mut self.clients[event.data() as usize];
+                if event.events().contains(EpollFlags::EPOLLOUT) {
+                    client.send(&self.epoll)?;
+                }
+                let readable = EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+                if !event.events().intersects(readable) || !client.receive(&mut self.scratch)? {
+                    continue;
+                }
                 if woke >= counted_from && woke < end {
                     rtts.push(woke.duration_since(client.sent_at).as_nanos() as u64);
                 }
-                client.next_line();
-                client.send(&epoll)?;
+                if woke < end {
+                    client.next_line();
+                    client.send(&self.epoll)?;
+                } else {
+                    client.in_flight = false;
+                    in_flight -= 1;
+                }
+            }
+            if woke >= next_stall_check {
+                next_stall_check = woke + Duration::from_millis(100);
+                check_stalls(&self.clients, woke)?;
             }
         }
-        if woke >= next_stall_check {
-            next_stall_check = woke + Duration::from_millis(100);
-            check_stalls(&clients, woke)?;
-        }
+        Ok(())
     }
-    summarize(rtts, spec.duration)
 }
 
 /// A client without its echo for [`STALL`] means the server is stuck.
 fn check_stalls(clients: &[Active], now: Instant) -> Result<(), String> {
-    for client in clients {
+    for client in clients.iter().filter(|c| c.in_flight) {
         if now.duration_since(client.sent_at) > STALL {
             return Err(format!(
                 "active client {} has waited {} s for the echo of a {}-byte line \
@@ -330,7 +362,9 @@ fn check_stalls(clients: &[Active], now: Instant) -> Result<(), String> {
     Ok(())
 }
 
-fn summarize(mut rtts: Vec<u64>, duration: Duration) -> Result<Measure, String> {
+/// Round trips and percentiles of RTT samples (nanoseconds) taken over
+/// `duration`.
+pub fn summarize(mut rtts: Vec<u64>, duration: Duration) -> Result<Measure, String> {
     if rtts.is_empty() {
         return Err(format!(
             "no round trip completed in the {:.1} s measured",

@@ -1,10 +1,17 @@
 //! The sweep: every server, every number of idle connections, every number
-//! of active clients. One server process per server, started the way the
-//! grader starts programs (own process group, soft fd limit at the hard
-//! limit, killed when done); its idle connections grow from one point to
-//! the next.
+//! of active clients.
+//!
+//! Each server is one process, started the way the grader starts programs
+//! (own process group, soft fd limit at the hard limit, killed when done).
+//! The points without idle connections come first, for all servers at once,
+//! measured in interleaved slices: servers are compared with each other there
+//! (epoll_lt against tokio), and a machine whose load changes during the
+//! sweep then disturbs every server alike. The points with idle connections
+//! follow, one server at a time (10,000 idle connections per server would not
+//! all fit in our fd limit at once); each server's idle connections grow from
+//! one point to the next instead of being opened anew.
 
-use crate::load::{self, IdlePool, LoadSpec, Measure, Target};
+use crate::load::{self, ActiveSet, IdlePool, Measure, Target};
 use grader::process::{Program, Registry, SpawnOptions};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -55,22 +62,77 @@ pub struct Step<'a> {
     pub total: usize,
     pub server: &'a str,
     pub idle: usize,
+    /// `None` while idle connections are being opened.
     pub active: Option<usize>,
+    /// Which slice of an interleaved point, and of how many.
+    pub slice: Option<(usize, usize)>,
 }
 
 /// How long the server may take to hold every idle connection we opened.
 const ACCEPT_WITHIN: Duration = Duration::from_secs(30);
+/// Interleaved points are measured in this many slices per server.
+const SLICES: usize = 4;
+
+/// A started server and what the sweep knows about it.
+struct Running<'a> {
+    server: &'a Server,
+    program: Option<Program>,
+    target: Target,
+    /// fds the server held before any client: each idle connection adds one.
+    base_fds: usize,
+    pool: Option<IdlePool>,
+    /// After a failure the server's remaining points are not measured: a
+    /// stuck server would cost a timeout each.
+    failure: Option<String>,
+}
+
+impl Running<'_> {
+    fn fail(&mut self, err: String) -> String {
+        let err = match self.program.as_mut() {
+            Some(program) => with_exit(program, err),
+            None => err,
+        };
+        self.failure = Some(err.clone());
+        err
+    }
+
+    /// Ends the server, then closes our side of its idle connections: its
+    /// side closes first, so the TIME_WAIT states are its, not our source
+    /// address's.
+    fn stop(&mut self) {
+        self.program = None;
+        self.pool = None;
+    }
+}
 
 /// Runs the whole plan; `progress` hears before each step.
 pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> Vec<Point> {
     let total = servers.len() * plan.points_per_server();
+    let registry = Arc::new(Registry::default());
+    let mut running: Vec<Running> = servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| start(server, &registry, source_address(index)))
+        .collect();
     let mut points = Vec::with_capacity(total);
-    for (index, server) in servers.iter().enumerate() {
-        let source = source_address(index);
-        run_server(server, plan, source, &mut points, &mut |step: Step| {
-            progress(&Step { total, ..step })
-        });
+    let mut report = |step: Step| progress(&Step { total, ..step });
+    let mut idle_counts = plan.idle.as_slice();
+    if let [0, rest @ ..] = idle_counts {
+        interleaved(&mut running, plan, &mut points, &mut report);
+        idle_counts = rest;
     }
+    for server in &mut running {
+        for &idle in idle_counts {
+            one_idle_count(server, idle, plan, &mut points, &mut report);
+        }
+        server.stop();
+    }
+    // Table order: by server, then idle, then active.
+    let order = |p: &Point| {
+        let server = servers.iter().position(|s| s.name == p.server);
+        (server, p.idle, p.active)
+    };
+    points.sort_by_key(order);
     points
 }
 
@@ -81,89 +143,153 @@ fn source_address(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 20 + (pid % 200) as u8, 200 + (index % 50) as u8, 1)
 }
 
-fn run_server(
-    server: &Server,
+fn start<'a>(server: &'a Server, registry: &Arc<Registry>, source: Ipv4Addr) -> Running<'a> {
+    let options = SpawnOptions {
+        args: server.args.clone(),
+        // The hard limit: every idle connection costs the server one fd.
+        nofile_soft: None,
+        ..SpawnOptions::default()
+    };
+    let mut running = Running {
+        server,
+        program: None,
+        target: Target {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            source,
+        },
+        base_fds: 0,
+        pool: None,
+        failure: None,
+    };
+    let mut program = match Program::spawn(&server.bin, options, registry) {
+        Ok(program) => program,
+        Err(err) => {
+            running.failure = Some(err);
+            return running;
+        }
+    };
+    match program.wait_listening(Duration::from_secs(10)) {
+        Ok(port) => {
+            running.target.addr.set_port(port);
+            running.base_fds = grader::proc::open_fds(program.pid).unwrap_or(0);
+            running.pool = Some(IdlePool::new(running.target));
+        }
+        Err(err) => running.failure = Some(err),
+    }
+    running.program = Some(program);
+    running
+}
+
+/// The points without idle connections, every server in turn, slice by slice.
+fn interleaved(
+    running: &mut [Running],
     plan: &Plan,
-    source: Ipv4Addr,
     points: &mut Vec<Point>,
     progress: &mut dyn FnMut(Step),
 ) {
-    let record = |points: &mut Vec<Point>, idle, active, outcome| {
+    let slice = plan.duration / SLICES as u32;
+    for &active in &plan.active {
+        let mut sets: Vec<Option<ActiveSet>> = Vec::new();
+        let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); running.len()];
+        for server in running.iter_mut() {
+            let set = match &server.failure {
+                Some(_) => None,
+                None => ActiveSet::connect(&server.target, active, plan.line_bytes)
+                    .map_err(|err| server.fail(err))
+                    .ok(),
+            };
+            sets.push(set);
+        }
+        // Warm up every server once, then rotate who goes first in each
+        // slice so that no server always follows the same one.
+        for round in 0..=SLICES {
+            for k in 0..running.len() {
+                let i = (k + round) % running.len();
+                let Some(set) = sets[i].as_mut() else {
+                    continue;
+                };
+                progress(Step {
+                    done: points.len(),
+                    total: 0,
+                    server: &running[i].server.name,
+                    idle: 0,
+                    active: Some(active),
+                    slice: Some((round, SLICES)),
+                });
+                let (warmup, counted) = match round {
+                    0 => (plan.warmup, Duration::ZERO),
+                    _ => (Duration::ZERO, slice),
+                };
+                if let Err(err) = set.run(warmup, counted, &mut rtts[i]) {
+                    running[i].fail(err);
+                    sets[i] = None;
+                }
+            }
+        }
+        for (server, samples) in running.iter().zip(rtts) {
+            let outcome = match &server.failure {
+                Some(err) => Err(err.clone()),
+                None => load::summarize(samples, slice * SLICES as u32),
+            };
+            points.push(Point {
+                server: server.server.name.clone(),
+                idle: 0,
+                active,
+                outcome,
+            });
+        }
+    }
+}
+
+/// The points of one server with `idle` idle connections.
+fn one_idle_count(
+    server: &mut Running,
+    idle: usize,
+    plan: &Plan,
+    points: &mut Vec<Point>,
+    progress: &mut dyn FnMut(Step),
+) {
+    if server.failure.is_none() {
+        progress(Step {
+            done: points.len(),
+            total: 0,
+            server: &server.server.name,
+            idle,
+            active: None,
+            slice: None,
+        });
+        if let Err(err) = open_idle(server, idle) {
+            server.fail(err);
+        }
+    }
+    for &active in &plan.active {
+        let outcome = match &server.failure {
+            Some(err) => Err(skipped(err)),
+            None => {
+                progress(Step {
+                    done: points.len(),
+                    total: 0,
+                    server: &server.server.name,
+                    idle,
+                    active: Some(active),
+                    slice: None,
+                });
+                let spec = load::LoadSpec {
+                    active,
+                    line_bytes: plan.line_bytes,
+                    warmup: plan.warmup,
+                    duration: plan.duration,
+                };
+                load::ping_pong(&server.target, &spec).map_err(|err| server.fail(err))
+            }
+        };
         points.push(Point {
-            server: server.name.clone(),
+            server: server.server.name.clone(),
             idle,
             active,
             outcome,
-        })
-    };
-    let registry = Arc::new(Registry::default());
-    let started = start(server, &registry);
-    let (mut program, port) = match started {
-        Ok(started) => started,
-        Err(err) => {
-            for &idle in &plan.idle {
-                for &active in &plan.active {
-                    record(points, idle, active, Err(err.clone()));
-                }
-            }
-            return;
-        }
-    };
-    let target = Target {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        source,
-    };
-    // What the server holds before any client: each idle connection adds one.
-    let base_fds = grader::proc::open_fds(program.pid).unwrap_or(0);
-    let mut pool = IdlePool::new(target);
-    // After a failure the remaining points of this server are not measured:
-    // a stuck server would cost a timeout each.
-    let mut failure: Option<String> = None;
-    for &idle in &plan.idle {
-        if failure.is_none() {
-            progress(Step {
-                done: points.len(),
-                total: 0,
-                server: &server.name,
-                idle,
-                active: None,
-            });
-            if let Err(err) = open_idle(&mut program, &mut pool, idle, base_fds) {
-                failure = Some(err);
-            }
-        }
-        for &active in &plan.active {
-            let outcome = match &failure {
-                Some(err) => Err(skipped(err)),
-                None => {
-                    progress(Step {
-                        done: points.len(),
-                        total: 0,
-                        server: &server.name,
-                        idle,
-                        active: Some(active),
-                    });
-                    let spec = LoadSpec {
-                        active,
-                        line_bytes: plan.line_bytes,
-                        warmup: plan.warmup,
-                        duration: plan.duration,
-                    };
-                    let outcome =
-                        load::ping_pong(&target, &spec).map_err(|err| with_exit(&mut program, err));
-                    if let Err(err) = &outcome {
-                        failure = Some(err.clone());
-                    }
-                    outcome
-                }
-            };
-            record(points, idle, active, outcome);
-        }
+        });
     }
-    // The server goes first: its side of each connection closes first, so
-    // the TIME_WAIT states are its, not our source address's.
-    drop(program);
-    drop(pool);
 }
 
 /// The message of a point not measured because an earlier one failed.
@@ -175,38 +301,28 @@ fn skipped(err: &str) -> String {
     }
 }
 
-fn start(server: &Server, registry: &Arc<Registry>) -> Result<(Program, u16), String> {
-    let options = SpawnOptions {
-        args: server.args.clone(),
-        // The hard limit: every idle connection costs the server one fd.
-        nofile_soft: None,
-        ..SpawnOptions::default()
-    };
-    let mut program = Program::spawn(&server.bin, options, registry)?;
-    let port = program.wait_listening(Duration::from_secs(10))?;
-    Ok((program, port))
-}
-
 /// Grows the pool to `idle` and waits until the server holds them all (one
 /// fd each), so that a point never measures connections still in the
 /// kernel's accept queue.
-fn open_idle(
-    program: &mut Program,
-    pool: &mut IdlePool,
-    idle: usize,
-    base_fds: usize,
-) -> Result<(), String> {
+fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
+    let (Some(program), Some(pool)) = (server.program.as_mut(), server.pool.as_mut()) else {
+        return Err("the server is not running".into());
+    };
     pool.grow_to(idle)
-        .map_err(|err| with_exit(program, format!("{err} (holding {} already)", pool.len())))?;
+        .map_err(|err| format!("{err} (holding {} already)", pool.len()))?;
     let deadline = Instant::now() + ACCEPT_WITHIN;
     loop {
         let held = grader::proc::open_fds(program.pid)
             .unwrap_or(0)
-            .saturating_sub(base_fds);
+            .saturating_sub(server.base_fds);
         if held >= idle {
             return Ok(());
         }
-        program.check_alive()?;
+        if program.check_alive().is_err() {
+            return Err(format!(
+                "the server ended while holding {held} of {idle} idle connections"
+            ));
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "the server holds only {held} of the {idle} idle connections opened, {} s \

@@ -77,14 +77,17 @@ fn main() {
 
     let total = servers.len() * plan.points_per_server();
     let per_point = plan.duration + plan.warmup;
+    // Opening idle connections and waiting for the server to hold them all
+    // costs about a second per 5,000 connections and server.
+    let setup = servers.len() as f64 * plan.idle.last().copied().unwrap_or(0) as f64 / 5000.0;
     eprintln!(
         "bench: {} servers x {} idle counts x {} active counts = {total} points of {:.1} s each \
-         (about {} s with connection setup)",
+         (about {:.0} s in all)",
         servers.len(),
         plan.idle.len(),
         plan.active.len(),
         per_point.as_secs_f64(),
-        (per_point.as_secs_f64() * total as f64 * 1.2).ceil() as u64 + 5 * servers.len() as u64
+        per_point.as_secs_f64() * total as f64 + setup + 1.0
     );
     for note in &notes {
         eprintln!("note: {note}");
@@ -267,14 +270,20 @@ impl Progress {
     }
 
     fn show(&mut self, step: &Step) {
-        let what = match step.active {
-            Some(active) => format!("{active} active"),
-            None => "opening idle connections".to_string(),
+        let what = match (step.active, step.slice) {
+            (Some(active), Some((0, _))) => {
+                format!("{active} active, warm-up (servers interleaved)")
+            }
+            (Some(active), Some((k, n))) => {
+                format!("{active} active, slice {k}/{n} (servers interleaved)")
+            }
+            (Some(active), None) => format!("{active} active"),
+            (None, _) => "opening idle connections".to_string(),
         };
         let secs = self.started.elapsed().as_secs();
         let line = format!(
             "[{:>2}/{}] {:<16} {:>6} idle, {what}  ({}:{:02} elapsed)",
-            step.done + usize::from(step.active.is_some()),
+            step.done,
             step.total,
             step.server,
             thousands(step.idle),
