@@ -196,6 +196,7 @@ mod tests {
             active: vec![1],
             line_bytes: 64,
             warmup: Duration::ZERO,
+            pinning: crate::sweep::Pinning::Off,
             duration: Duration::from_secs(2),
         }
     }

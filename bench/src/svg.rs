@@ -317,6 +317,7 @@ mod tests {
             active: vec![1, 50],
             line_bytes: 64,
             warmup: Duration::ZERO,
+            pinning: crate::sweep::Pinning::Off,
             duration: Duration::from_secs(1),
         };
         let mut points = Vec::new();

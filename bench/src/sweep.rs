@@ -37,6 +37,66 @@ pub struct Plan {
     pub line_bytes: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    pub pinning: Pinning,
+}
+
+/// Where the generator and the servers run.
+///
+/// Left to the scheduler, the generator and the server land sometimes on
+/// the same CPU and sometimes on two, and a round trip across CPUs costs a
+/// wake-up of the other CPU (on a virtual machine, tens of microseconds):
+/// the RTT of a single client then jumps between two values from one run to
+/// the next. Pinning makes the placement the same for every point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Both on one CPU: every cycle spent shows in the RTT, and the two never
+    /// run in parallel (the most reproducible numbers).
+    Same,
+    /// The generator on one CPU, the server on another.
+    Split,
+    /// Wherever the scheduler puts them.
+    Off,
+}
+
+impl Pinning {
+    pub fn parse(text: &str) -> Option<Pinning> {
+        match text {
+            "same" => Some(Pinning::Same),
+            "split" => Some(Pinning::Split),
+            "off" => Some(Pinning::Off),
+            _ => None,
+        }
+    }
+}
+
+/// Pins this process as `pinning` says; returns the CPU for servers, if any.
+/// Falls back to `Same` on a single CPU.
+fn pin_self(pinning: Pinning) -> Option<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let allowed = sched_getaffinity(Pid::from_raw(0)).ok()?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    let (&last, _) = cpus.split_last()?;
+    let (ours, theirs) = match pinning {
+        Pinning::Off => return None,
+        Pinning::Split if cpus.len() >= 2 => (cpus[cpus.len() - 2], last),
+        _ => (last, last),
+    };
+    let mut set = CpuSet::new();
+    set.set(ours).ok()?;
+    sched_setaffinity(Pid::from_raw(0), &set).ok()?;
+    Some(theirs)
+}
+
+/// Puts a server (its main thread, and the threads it starts later) on `cpu`.
+fn pin_server(pid: i32, cpu: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set);
+    }
 }
 
 impl Plan {
@@ -71,7 +131,7 @@ pub struct Step<'a> {
 /// How long the server may take to hold every idle connection we opened.
 const ACCEPT_WITHIN: Duration = Duration::from_secs(30);
 /// Interleaved points are measured in this many slices per server.
-const SLICES: usize = 4;
+const SLICES: usize = 8;
 
 /// A started server and what the sweep knows about it.
 struct Running<'a> {
@@ -109,10 +169,11 @@ impl Running<'_> {
 pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> Vec<Point> {
     let total = servers.len() * plan.points_per_server();
     let registry = Arc::new(Registry::default());
+    let server_cpu = pin_self(plan.pinning);
     let mut running: Vec<Running> = servers
         .iter()
         .enumerate()
-        .map(|(index, server)| start(server, &registry, source_address(index)))
+        .map(|(index, server)| start(server, &registry, source_address(index), server_cpu))
         .collect();
     let mut points = Vec::with_capacity(total);
     let mut report = |step: Step| progress(&Step { total, ..step });
@@ -143,7 +204,12 @@ fn source_address(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 20 + (pid % 200) as u8, 200 + (index % 50) as u8, 1)
 }
 
-fn start<'a>(server: &'a Server, registry: &Arc<Registry>, source: Ipv4Addr) -> Running<'a> {
+fn start<'a>(
+    server: &'a Server,
+    registry: &Arc<Registry>,
+    source: Ipv4Addr,
+    cpu: Option<usize>,
+) -> Running<'a> {
     let options = SpawnOptions {
         args: server.args.clone(),
         // The hard limit: every idle connection costs the server one fd.
@@ -168,6 +234,9 @@ fn start<'a>(server: &'a Server, registry: &Arc<Registry>, source: Ipv4Addr) -> 
             return running;
         }
     };
+    if let Some(cpu) = cpu {
+        pin_server(program.pid, cpu);
+    }
     match program.wait_listening(Duration::from_secs(10)) {
         Ok(port) => {
             running.target.addr.set_port(port);

@@ -2,7 +2,7 @@
 //! `make bench` builds everything and runs it; see docs/bench.md.
 
 use bench::report;
-use bench::sweep::{self, Plan, Server, Step};
+use bench::sweep::{self, Pinning, Plan, Server, Step};
 use grader::transcript::thousands;
 use labkit::{Args, OrFail, fail, usage_error};
 use std::io::{IsTerminal, Write};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-ms MS] \
-[--line-bytes L] [--servers LIST] [--bin PATH --lab LAB] [--out DIR]
+[--line-bytes L] [--servers LIST] [--bin PATH --lab LAB] [--pin same|split|off] [--out DIR]
   --idle LIST        idle connections held open, e.g. 0,100,1000,10000 (the default)
   --active LIST      active ping-pong clients, e.g. 1,50 (the default)
   --duration-ms MS   how long each point is measured (default 2000)
@@ -19,6 +19,8 @@ const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-
   --servers LIST     of poll_echo,epoll_lt,epoll_et,threads,tokio (default: all)
   --bin PATH --lab LAB  also measure your own server for LAB (poll_echo, epoll_lt,
                      epoll_et or timeouts)
+  --pin same|split|off  the generator and the server on the same CPU (default),
+                     on two CPUs, or wherever the scheduler puts them
   --out DIR          where the CSV and the SVG go (default: target/bench)";
 
 /// The servers the bench knows: name in the output, binary next to ours.
@@ -46,6 +48,7 @@ fn main() {
             "--bin",
             "--lab",
             "--out",
+            "--pin",
         ],
         &[],
     );
@@ -56,6 +59,8 @@ fn main() {
         line_bytes: args.value("--line-bytes", 64usize),
         warmup: Duration::from_millis(args.value("--warmup-ms", 250u64)),
         duration: Duration::from_millis(args.value("--duration-ms", 2000u64)),
+        pinning: Pinning::parse(&args.value::<String>("--pin", "same".into()))
+            .unwrap_or_else(|| usage_error("--pin takes same, split or off", USAGE)),
     };
     if !(1..=bench::load::MAX_LINE).contains(&plan.line_bytes) {
         usage_error("--line-bytes must be 1 to 8192", USAGE);
