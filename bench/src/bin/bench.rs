@@ -97,13 +97,19 @@ fn main() {
     for note in &notes {
         eprintln!("note: {note}");
     }
+    // Before the sweep pins us to one CPU: this counts the machine's.
+    let machine = machine();
     let mut progress = Progress::new();
     let points = sweep::run(&servers, &plan, |step| progress.show(step));
     progress.finish();
 
-    let machine = machine();
+    let placement = match plan.pinning {
+        Pinning::Same => "bench and server pinned to one CPU",
+        Pinning::Split => "bench and server pinned to two CPUs",
+        Pinning::Off => "not pinned",
+    };
     let subtitle = format!(
-        "{}-byte lines, {:.1} s per point; {machine}; lower is better",
+        "{}-byte lines, {:.1} s per point, {placement}; {machine}; lower is better",
         plan.line_bytes,
         plan.duration.as_secs_f64()
     );
