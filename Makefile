@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 GRADER := $(TARGET_DIR)/release/grader
 GRADER_FLAGS := $(if $(CHECK),--only $(CHECK)) $(if $(FORMAT),--format $(FORMAT)) $(if $(VERBOSE),--verbose)
 
-.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch handout gradescope batch
+.PHONY: help grade grade-solution grade-solutions test build grader check-lab need-lab watch handout gradescope batch bench
 
 help:
 	@echo "iomux-labs: graded labs on Linux I/O multiplexing"
@@ -29,6 +29,8 @@ help:
 	@echo "  make handout DEST=<dir>         export the student copy (no solutions, no instructor material)"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
+	@echo "  make bench                      poll vs epoll vs threads vs tokio, many clients (docs/bench.md)"
+	@echo "  make bench LAB=<lab> [BIN=path] the same with your program added (default: labs/<lab>)"
 	@echo ""
 	@echo "Labs: $(LABS)"
 
@@ -86,6 +88,22 @@ else
 	  echo "==> every solution scores full marks"; \
 	else echo "==> FAILED: not every solution scores full marks (see the summary)" >&2; exit 1; fi
 endif
+
+# The benchmark of docs/bench.md: the reference servers and two baselines
+# under many idle and active clients; a table, target/bench/bench.{csv,svg}.
+# LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
+# options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
+BENCH_LABS := poll_echo epoll_lt epoll_et timeouts
+bench:
+	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
+	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi
+	@if [ -n "$(LAB)" ]; then case " $(BENCH_LABS) " in *" $(LAB) "*) ;; *) \
+	  echo "make bench: unknown LAB '$(LAB)'; one of: $(BENCH_LABS)" >&2; exit 2;; esac; fi
+	@echo "==> building the bench and the reference solutions (release)"
+	@$(CARGO) build --quiet --release -p bench -p poll_echo_solution -p epoll_lt_solution \
+	  -p epoll_et_solution $(if $(LAB),$(if $(BIN),,-p $(LAB)))
+	@$(TARGET_DIR)/release/bench \
+	  $(if $(LAB),--lab $(LAB) --bin $(or $(BIN),$(TARGET_DIR)/release/$(LAB))) $(BENCH_FLAGS)
 
 build:
 	@$(CARGO) build --release --workspace

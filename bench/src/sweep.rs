@@ -1,0 +1,414 @@
+//! The sweep: every server, every number of idle connections, every number
+//! of active clients.
+//!
+//! Each server is one process, started the way the grader starts programs
+//! (own process group, soft fd limit at the hard limit, killed when done).
+//! The points without idle connections come first, for all servers at once,
+//! measured in interleaved slices: servers are compared with each other there
+//! (epoll_lt against tokio), and a machine whose load changes during the
+//! sweep then disturbs every server alike. The points with idle connections
+//! follow, one server at a time (10,000 idle connections per server would not
+//! all fit in our fd limit at once); each server's idle connections grow from
+//! one point to the next instead of being opened anew.
+
+use crate::load::{self, ActiveSet, IdlePool, Measure, Target};
+use grader::process::{Program, Registry, SpawnOptions};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A server to measure.
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// Its name in the table, the CSV and the plot.
+    pub name: String,
+    pub bin: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// What to measure for each server.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Idle connections, ascending.
+    pub idle: Vec<usize>,
+    /// Active clients.
+    pub active: Vec<usize>,
+    pub line_bytes: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub pinning: Pinning,
+}
+
+/// Where the generator and the servers run.
+///
+/// Left to the scheduler, the generator and the server land sometimes on
+/// the same CPU and sometimes on two, and a round trip across CPUs costs a
+/// wake-up of the other CPU (on a virtual machine, tens of microseconds):
+/// the RTT of a single client then jumps between two values from one run to
+/// the next. Pinning makes the placement the same for every point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Both on one CPU: every cycle spent shows in the RTT, and the two never
+    /// run in parallel (the most reproducible numbers).
+    Same,
+    /// The generator on one CPU, the server on another.
+    Split,
+    /// Wherever the scheduler puts them.
+    Off,
+}
+
+impl Pinning {
+    pub fn parse(text: &str) -> Option<Pinning> {
+        match text {
+            "same" => Some(Pinning::Same),
+            "split" => Some(Pinning::Split),
+            "off" => Some(Pinning::Off),
+            _ => None,
+        }
+    }
+}
+
+/// Pins this process as `pinning` says; returns the CPU for servers, if any.
+/// Falls back to `Same` on a single CPU.
+fn pin_self(pinning: Pinning) -> Option<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let allowed = sched_getaffinity(Pid::from_raw(0)).ok()?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    let (&last, _) = cpus.split_last()?;
+    let (ours, theirs) = match pinning {
+        Pinning::Off => return None,
+        Pinning::Split if cpus.len() >= 2 => (cpus[cpus.len() - 2], last),
+        _ => (last, last),
+    };
+    let mut set = CpuSet::new();
+    set.set(ours).ok()?;
+    sched_setaffinity(Pid::from_raw(0), &set).ok()?;
+    Some(theirs)
+}
+
+/// Puts a server (its main thread, and the threads it starts later) on `cpu`.
+fn pin_server(pid: i32, cpu: usize) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set);
+    }
+}
+
+impl Plan {
+    pub fn points_per_server(&self) -> usize {
+        self.idle.len() * self.active.len()
+    }
+}
+
+/// One measurement (or why there is none).
+#[derive(Clone, Debug)]
+pub struct Point {
+    pub server: String,
+    pub idle: usize,
+    pub active: usize,
+    pub outcome: Result<Measure, String>,
+}
+
+/// Where the sweep is, for a progress line.
+#[derive(Debug)]
+pub struct Step<'a> {
+    /// Points finished so far, and in all.
+    pub done: usize,
+    pub total: usize,
+    pub server: &'a str,
+    pub idle: usize,
+    /// `None` while idle connections are being opened.
+    pub active: Option<usize>,
+    /// Which slice of an interleaved point, and of how many.
+    pub slice: Option<(usize, usize)>,
+}
+
+/// How long the server may take to hold every idle connection we opened.
+const ACCEPT_WITHIN: Duration = Duration::from_secs(30);
+/// Interleaved points are measured in this many slices per server.
+const SLICES: usize = 8;
+
+/// A started server and what the sweep knows about it.
+struct Running<'a> {
+    server: &'a Server,
+    program: Option<Program>,
+    target: Target,
+    /// fds the server held before any client: each idle connection adds one.
+    base_fds: usize,
+    pool: Option<IdlePool>,
+    /// After a failure the server's remaining points are not measured: a
+    /// stuck server would cost a timeout each.
+    failure: Option<String>,
+}
+
+impl Running<'_> {
+    fn fail(&mut self, err: String) -> String {
+        let err = match self.program.as_mut() {
+            Some(program) => with_exit(program, err),
+            None => err,
+        };
+        self.failure = Some(err.clone());
+        err
+    }
+
+    /// Ends the server, then closes our side of its idle connections: its
+    /// side closes first, so the TIME_WAIT states are its, not our source
+    /// address's.
+    fn stop(&mut self) {
+        self.program = None;
+        self.pool = None;
+    }
+}
+
+/// Runs the whole plan; `progress` hears before each step.
+pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> Vec<Point> {
+    let total = servers.len() * plan.points_per_server();
+    let registry = Arc::new(Registry::default());
+    let server_cpu = pin_self(plan.pinning);
+    let mut running: Vec<Running> = servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| start(server, &registry, source_address(index), server_cpu))
+        .collect();
+    let mut points = Vec::with_capacity(total);
+    let mut report = |step: Step| progress(&Step { total, ..step });
+    let mut idle_counts = plan.idle.as_slice();
+    if let [0, rest @ ..] = idle_counts {
+        interleaved(&mut running, plan, &mut points, &mut report);
+        idle_counts = rest;
+    }
+    for server in &mut running {
+        for &idle in idle_counts {
+            one_idle_count(server, idle, plan, &mut points, &mut report);
+        }
+        server.stop();
+    }
+    // Table order: by server, then idle, then active.
+    let order = |p: &Point| {
+        let server = servers.iter().position(|s| s.name == p.server);
+        (server, p.idle, p.active)
+    };
+    points.sort_by_key(order);
+    points
+}
+
+/// Each server's clients come from their own loopback address, distinct from
+/// the grader's (127.x.0-199.y), so ports never run short.
+fn source_address(index: usize) -> Ipv4Addr {
+    let pid = std::process::id() as usize;
+    Ipv4Addr::new(127, 20 + (pid % 200) as u8, 200 + (index % 50) as u8, 1)
+}
+
+fn start<'a>(
+    server: &'a Server,
+    registry: &Arc<Registry>,
+    source: Ipv4Addr,
+    cpu: Option<usize>,
+) -> Running<'a> {
+    let options = SpawnOptions {
+        args: server.args.clone(),
+        // The hard limit: every idle connection costs the server one fd.
+        nofile_soft: None,
+        ..SpawnOptions::default()
+    };
+    let mut running = Running {
+        server,
+        program: None,
+        target: Target {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            source,
+        },
+        base_fds: 0,
+        pool: None,
+        failure: None,
+    };
+    let mut program = match Program::spawn(&server.bin, options, registry) {
+        Ok(program) => program,
+        Err(err) => {
+            running.failure = Some(err);
+            return running;
+        }
+    };
+    if let Some(cpu) = cpu {
+        pin_server(program.pid, cpu);
+    }
+    match program.wait_listening(Duration::from_secs(10)) {
+        Ok(port) => {
+            running.target.addr.set_port(port);
+            running.base_fds = grader::proc::open_fds(program.pid).unwrap_or(0);
+            running.pool = Some(IdlePool::new(running.target));
+        }
+        Err(err) => running.failure = Some(err),
+    }
+    running.program = Some(program);
+    running
+}
+
+/// The points without idle connections, every server in turn, slice by slice.
+fn interleaved(
+    running: &mut [Running],
+    plan: &Plan,
+    points: &mut Vec<Point>,
+    progress: &mut dyn FnMut(Step),
+) {
+    let slice = plan.duration / SLICES as u32;
+    for &active in &plan.active {
+        let mut sets: Vec<Option<ActiveSet>> = Vec::new();
+        let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); running.len()];
+        for server in running.iter_mut() {
+            let set = match &server.failure {
+                Some(_) => None,
+                None => ActiveSet::connect(&server.target, active, plan.line_bytes)
+                    .map_err(|err| server.fail(err))
+                    .ok(),
+            };
+            sets.push(set);
+        }
+        // Warm up every server once, then rotate who goes first in each
+        // slice so that no server always follows the same one.
+        for round in 0..=SLICES {
+            for k in 0..running.len() {
+                let i = (k + round) % running.len();
+                let Some(set) = sets[i].as_mut() else {
+                    continue;
+                };
+                progress(Step {
+                    done: points.len(),
+                    total: 0,
+                    server: &running[i].server.name,
+                    idle: 0,
+                    active: Some(active),
+                    slice: Some((round, SLICES)),
+                });
+                let (warmup, counted) = match round {
+                    0 => (plan.warmup, Duration::ZERO),
+                    _ => (Duration::ZERO, slice),
+                };
+                if let Err(err) = set.run(warmup, counted, &mut rtts[i]) {
+                    running[i].fail(err);
+                    sets[i] = None;
+                }
+            }
+        }
+        for (server, samples) in running.iter().zip(rtts) {
+            let outcome = match &server.failure {
+                Some(err) => Err(err.clone()),
+                None => load::summarize(samples, slice * SLICES as u32),
+            };
+            points.push(Point {
+                server: server.server.name.clone(),
+                idle: 0,
+                active,
+                outcome,
+            });
+        }
+    }
+}
+
+/// The points of one server with `idle` idle connections.
+fn one_idle_count(
+    server: &mut Running,
+    idle: usize,
+    plan: &Plan,
+    points: &mut Vec<Point>,
+    progress: &mut dyn FnMut(Step),
+) {
+    if server.failure.is_none() {
+        progress(Step {
+            done: points.len(),
+            total: 0,
+            server: &server.server.name,
+            idle,
+            active: None,
+            slice: None,
+        });
+        if let Err(err) = open_idle(server, idle) {
+            server.fail(err);
+        }
+    }
+    for &active in &plan.active {
+        let outcome = match &server.failure {
+            Some(err) => Err(skipped(err)),
+            None => {
+                progress(Step {
+                    done: points.len(),
+                    total: 0,
+                    server: &server.server.name,
+                    idle,
+                    active: Some(active),
+                    slice: None,
+                });
+                let spec = load::LoadSpec {
+                    active,
+                    line_bytes: plan.line_bytes,
+                    warmup: plan.warmup,
+                    duration: plan.duration,
+                };
+                load::ping_pong(&server.target, &spec).map_err(|err| server.fail(err))
+            }
+        };
+        points.push(Point {
+            server: server.server.name.clone(),
+            idle,
+            active,
+            outcome,
+        });
+    }
+}
+
+/// The message of a point not measured because an earlier one failed.
+fn skipped(err: &str) -> String {
+    if err.starts_with("not measured: ") {
+        err.to_string()
+    } else {
+        format!("not measured: an earlier point failed ({err})")
+    }
+}
+
+/// Grows the pool to `idle` and waits until the server holds them all (one
+/// fd each), so that a point never measures connections still in the
+/// kernel's accept queue.
+fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
+    let (Some(program), Some(pool)) = (server.program.as_mut(), server.pool.as_mut()) else {
+        return Err("the server is not running".into());
+    };
+    pool.grow_to(idle)
+        .map_err(|err| format!("{err} (holding {} already)", pool.len()))?;
+    let deadline = Instant::now() + ACCEPT_WITHIN;
+    loop {
+        let held = grader::proc::open_fds(program.pid)
+            .unwrap_or(0)
+            .saturating_sub(server.base_fds);
+        if held >= idle {
+            return Ok(());
+        }
+        if program.check_alive().is_err() {
+            return Err(format!(
+                "the server ended while holding {held} of {idle} idle connections"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the server holds only {held} of the {idle} idle connections opened, {} s \
+                 later (does it accept every pending connection? see its stderr for EMFILE)",
+                ACCEPT_WITHIN.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Adds how the server ended, if it did, to a failure.
+fn with_exit(program: &mut Program, err: String) -> String {
+    // A dying server resets its connections a moment before it is reaped.
+    std::thread::sleep(Duration::from_millis(50));
+    match program.check_alive() {
+        Ok(()) => err,
+        Err(ending) => format!("{err}; {ending}"),
+    }
+}

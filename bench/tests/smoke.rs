@@ -1,0 +1,189 @@
+//! A short run of the bench, so that it cannot rot: it must run every server
+//! it is given, measure something, and write a sane table, CSV and plot.
+//! Speed is never asserted (the machine may be busy); the full sweep is
+//! `make bench`, never a test.
+
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .output()
+        .expect("run bench")
+}
+
+/// The grader's tests measure time and CPU: they take this machine-wide lock
+/// (grader/tests/common), and so does this load.
+fn exclusive() -> Flock<File> {
+    let path = std::env::temp_dir().join("iomux-labs-grader-tests.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("open the lock file");
+    Flock::lock(file, FlockArg::LockExclusive).expect("lock")
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("iomux-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn a_short_sweep_measures_every_server_and_writes_its_files() {
+    let dir = out_dir("smoke");
+    let _lock = exclusive();
+    let output = bench(&[
+        "--servers",
+        "threads,tokio",
+        "--bin",
+        env!("CARGO_BIN_EXE_bench_tokio_echo"),
+        "--lab",
+        "epoll_lt",
+        "--idle",
+        "0,20",
+        "--active",
+        "1,3",
+        "--duration-ms",
+        "150",
+        "--warmup-ms",
+        "50",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("round trips/s"), "{stdout}");
+    assert!(stdout.contains("RTT p50 from 0 to 20 idle"), "{stdout}");
+    assert!(stderr.contains("0/12]"), "no progress line: {stderr}");
+
+    let csv = std::fs::read_to_string(dir.join("bench.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 3 * 2 * 2, "{csv}");
+    for row in &rows {
+        let round_trips: u64 = row[5].parse().unwrap_or(0);
+        let p50: f64 = row[7].parse().unwrap_or(0.0);
+        let p99: f64 = row[8].parse().unwrap_or(0.0);
+        assert!(round_trips > 0 && p50 > 0.0 && p99 >= p50, "{csv}");
+        assert_eq!(row[9], "", "{csv}");
+    }
+    let servers: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert!(servers.contains(&"yours (epoll_lt)"), "{csv}");
+
+    let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches("<polyline fill=\"none\" stroke=\"#").count(),
+        3 * 2
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_server_that_fails_is_reported_not_fatal() {
+    let dir = out_dir("fail");
+    let output = bench(&[
+        "--servers",
+        "",
+        "--bin",
+        "/bin/false",
+        "--lab",
+        "poll_echo",
+        "--idle",
+        "0,10",
+        "--active",
+        "1",
+        "--duration-ms",
+        "100",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("failed [1]"), "{stdout}");
+    assert!(stdout.contains("listening on"), "{stdout}");
+    assert!(dir.join("bench.svg").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--idle", "x"][..],
+        &["--servers", "nginx"],
+        &["--bin", "/bin/true"],
+        &["--line-bytes", "9000"],
+    ] {
+        let output = bench(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+    }
+}
+
+/// A baseline server, started and its port read from `listening on`.
+struct Baseline(Child, u16);
+
+impl Baseline {
+    fn start(bin: &str) -> Baseline {
+        let mut child = Command::new(bin)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start baseline");
+        let mut line = Vec::new();
+        let mut out = child.stdout.take().unwrap();
+        let mut byte = [0u8];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let line = String::from_utf8(line).unwrap();
+        let port = grader::process::parse_listening(&line).expect(&line);
+        Baseline(child, port)
+    }
+
+    /// Sends `input`, shuts down our writing half, returns all it sent back.
+    fn exchange(&self, input: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.1)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(input).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        got
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_baselines_speak_the_echo_protocol() {
+    for bin in [
+        env!("CARGO_BIN_EXE_bench_threads_echo"),
+        env!("CARGO_BIN_EXE_bench_tokio_echo"),
+    ] {
+        let server = Baseline::start(bin);
+        assert_eq!(server.exchange(b"hello\nwor"), b"hello\nwor", "{bin}");
+        assert_eq!(server.exchange(b"a\r\nquit\r\nb\n"), b"a\r\n", "{bin}");
+        let long = vec![b'x'; 9000];
+        assert_eq!(server.exchange(&long), b"ERR line too long\n", "{bin}");
+    }
+}
