@@ -99,10 +99,11 @@ bench:
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi
 	@if [ -n "$(LAB)" ]; then case " $(BENCH_LABS) " in *" $(LAB) "*) ;; *) \
 	  echo "make bench: unknown LAB '$(LAB)'; one of: $(BENCH_LABS)" >&2; exit 2;; esac; fi
-	@echo "==> building the bench and the reference solutions (release)"
-	@$(CARGO) build --quiet --release -p bench -p poll_echo_solution -p epoll_lt_solution \
-	  -p epoll_et_solution $(if $(LAB),$(if $(BIN),,-p $(LAB)))
-	@$(TARGET_DIR)/release/bench \
+	@echo "==> building the bench$(if $(HAVE_SOLUTIONS), and the reference solutions) (release)"
+	@$(CARGO) build --quiet --release -p bench \
+	  $(if $(HAVE_SOLUTIONS),-p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution) \
+	  $(if $(LAB),$(if $(BIN),,-p $(LAB)))
+	@$(TARGET_DIR)/release/bench $(if $(HAVE_SOLUTIONS),,--servers threads,tokio) \
 	  $(if $(LAB),--lab $(LAB) --bin $(or $(BIN),$(TARGET_DIR)/release/$(LAB))) $(BENCH_FLAGS)
 
 build:
