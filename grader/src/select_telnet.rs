@@ -181,7 +181,8 @@ impl Session {
     /// accepts its connection.
     fn start(ctx: &Ctx) -> Result<Session, Verdict> {
         let (listener, port) = listener()?;
-        let (stdin_read, stdin_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(grader_error)?;
+        let (stdin_read, stdin_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(grader_error)?;
         let (stdout_read, stdout_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(grader_error)?;
         // Only our ends: the program's ends stay blocking, as a terminal's would.
@@ -592,7 +593,11 @@ fn round_trip(ctx: &Ctx) -> Outcome {
             return Err(Failure::new(format!(
                 "the server sent {}; on stdout: {}",
                 quote(reply),
-                if got.is_empty() { "nothing within 3 s".to_string() } else { format!("{} ({text})", quote(&got)) }
+                if got.is_empty() {
+                    "nothing within 3 s".to_string()
+                } else {
+                    format!("{} ({text})", quote(&got))
+                }
             ))
             .expected(format!("exactly {} on stdout", quote(reply)))
             .cause(cause)
@@ -648,7 +653,11 @@ fn notification(ctx: &Ctx) -> Outcome {
             return Err(Failure::new(format!(
                 "with stdin idle, the server sent {}; after 1 s stdout had {}.{asleep}{after}",
                 quote(message),
-                if got.is_empty() { "nothing".to_string() } else { quote(&got) }
+                if got.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    quote(&got)
+                }
             ))
             .expected("the message on stdout at once, while the user types nothing (within 200 ms)")
             .cause(cause)
@@ -783,7 +792,9 @@ fn stdin_eof(ctx: &Ctx) -> Outcome {
     let last: &[u8] = b"the last line before the end of input\n";
     s.type_in(last);
     s.end_stdin();
-    s.pump(Duration::from_secs(3), Duration::from_secs(3), |s| s.peer_done());
+    s.pump(Duration::from_secs(3), Duration::from_secs(3), |s| {
+        s.peer_done()
+    });
     // A program that exits closes its socket too: the server's end of file
     // may be that. Give a quick exit the time to be seen.
     if let Some(status) = s.program.wait_exit(Duration::from_millis(150)) {
@@ -853,7 +864,12 @@ fn stdin_eof(ctx: &Ctx) -> Outcome {
         "stdin closed {} ms before the server did",
         eof_at.elapsed().as_millis()
     ));
-    expect_closed_exit(&mut s, status, &stderr, "after stdin had ended, the server closed the connection")
+    expect_closed_exit(
+        &mut s,
+        status,
+        &stderr,
+        "after stdin had ended, the server closed the connection",
+    )
 }
 
 /// Exit 0 and the closing message, after the peer closed.
@@ -886,7 +902,11 @@ fn expect_closed_exit(
     ensure(stderr.contains(CLOSED_MESSAGE), || {
         Failure::new(format!(
             "{situation}; the program exited 0 but its stderr has no `{CLOSED_MESSAGE}`: {}",
-            if stderr.is_empty() { "(empty)".to_string() } else { quote(stderr.as_bytes()) }
+            if stderr.is_empty() {
+                "(empty)".to_string()
+            } else {
+                quote(stderr.as_bytes())
+            }
         ))
         .expected(format!("`{CLOSED_MESSAGE}` on stderr"))
     })
@@ -906,12 +926,21 @@ fn exit_codes(ctx: &Ctx) -> Outcome {
         return Err(Failure::new(format!(
             "the server sent {} and closed; stdout had {}",
             quote(goodbye),
-            if s.from_stdout.is_empty() { "nothing".to_string() } else { quote(&s.from_stdout) }
+            if s.from_stdout.is_empty() {
+                "nothing".to_string()
+            } else {
+                quote(&s.from_stdout)
+            }
         ))
         .expected("the line on stdout, then the closing message and exit 0")
         .into());
     }
-    expect_closed_exit(&mut s, status, &stderr, "the server sent a line and closed, with stdin idle")?;
+    expect_closed_exit(
+        &mut s,
+        status,
+        &stderr,
+        "the server sent a line and closed, with stdin idle",
+    )?;
     drop(s);
 
     // 2. Usage errors.
@@ -921,15 +950,19 @@ fn exit_codes(ctx: &Ctx) -> Outcome {
         vec!["127.0.0.1", "not-a-port"],
         vec!["127.0.0.1", "80", "extra"],
     ] {
-        let shown = format!("{} {}", ctx.lab, args.join(" ")).trim_end().to_string();
+        let shown = format!("{} {}", ctx.lab, args.join(" "))
+            .trim_end()
+            .to_string();
         let mut program = ctx.spawn(SpawnOptions {
             args: args.iter().map(|a| a.to_string()).collect(),
             ..SpawnOptions::default()
         })?;
         let Some(status) = program.wait_exit(Duration::from_secs(5)) else {
-            return Err(Failure::new(format!("`{shown}` was still running after 5 s"))
-                .expected("a usage message on stderr and exit code 2")
-                .into());
+            return Err(
+                Failure::new(format!("`{shown}` was still running after 5 s"))
+                    .expected("a usage message on stderr and exit code 2")
+                    .into(),
+            );
         };
         if status.code() != Some(2) {
             return Err(Failure::new(format!("`{shown}`: {}", program.describe_exit(status)))
@@ -940,7 +973,8 @@ fn exit_codes(ctx: &Ctx) -> Outcome {
     }
 
     // 3. Nobody listens: a port that is bound but not listening refuses.
-    let closed = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(grader_error)?;
+    let closed =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(grader_error)?;
     closed
         .bind(&SockAddr::from(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
         .map_err(grader_error)?;
@@ -964,9 +998,10 @@ fn exit_codes(ctx: &Ctx) -> Outcome {
     };
     let stderr = program.stderr_tail();
     let wanted = format!("connect to 127.0.0.1:{port}: ");
-    let line_ok = stderr
-        .lines()
-        .any(|l| l.split_once(&wanted).is_some_and(|(_, reason)| !reason.trim().is_empty()));
+    let line_ok = stderr.lines().any(|l| {
+        l.split_once(&wanted)
+            .is_some_and(|(_, reason)| !reason.trim().is_empty())
+    });
     if status.code() != Some(1) || !line_ok {
         return Err(Failure::new(format!(
             "`{shown}` (nothing listens there): {}",
@@ -1061,7 +1096,10 @@ fn idle(ctx: &Ctx) -> Outcome {
     ctx.note(format!(
         "idle: cpu {used:?}, asleep in {} of 25 samples ({}), running {running}, threads {threads}",
         blocked.len(),
-        blocked.first().map(|n| syscall_name(*n)).unwrap_or_default()
+        blocked
+            .first()
+            .map(|n| syscall_name(*n))
+            .unwrap_or_default()
     ));
     if let Some(used) = used {
         ensure(used < Duration::from_millis(100), || {
@@ -1147,7 +1185,9 @@ fn binary(ctx: &Ctx) -> Outcome {
     let mut up: Vec<u8> = (0..=255u8).collect();
     up.extend((0..=255u8).rev());
     up.extend_from_slice(b"\xff\xfd\x18\xff\xfb\x01\r\n\r\0\x04\x03\x1b[0m\n\xef\xbb\xbf");
-    up.extend((0..16).flat_map(|k: u8| (0..=255u8).map(move |b| b.wrapping_mul(31).wrapping_add(k))));
+    up.extend(
+        (0..16).flat_map(|k: u8| (0..=255u8).map(move |b| b.wrapping_mul(31).wrapping_add(k))),
+    );
     let mut down: Vec<u8> = up.iter().rev().copied().collect();
     down.extend((0..=255u8).collect::<Vec<_>>());
     s.type_in(&up);
@@ -1158,14 +1198,22 @@ fn binary(ctx: &Ctx) -> Outcome {
     });
     s.pump_for(Duration::from_millis(150));
     let cause = "copy bytes, not text: no String/UTF-8 conversion (from_utf8_lossy turns bytes >= 0x80 into U+FFFD), no line reading, no CRLF translation";
-    if let Some(text) = mismatch("all 256 byte values, stdin to the server", &up, &s.from_peer) {
-        return Err(Failure::new(format!("{text}"))
+    if let Some(text) = mismatch(
+        "all 256 byte values, stdin to the server",
+        &up,
+        &s.from_peer,
+    ) {
+        return Err(Failure::new(text)
             .expected("every byte unchanged")
             .cause(cause)
             .into());
     }
-    if let Some(text) = mismatch("all 256 byte values, the server to stdout", &down, &s.from_stdout) {
-        return Err(Failure::new(format!("{text}"))
+    if let Some(text) = mismatch(
+        "all 256 byte values, the server to stdout",
+        &down,
+        &s.from_stdout,
+    ) {
+        return Err(Failure::new(text)
             .expected("every byte unchanged")
             .cause(cause)
             .into());

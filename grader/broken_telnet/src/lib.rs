@@ -147,7 +147,9 @@ impl Client {
     fn new(socket: TcpStream, fault: Fault) -> Client {
         // FAULT(BlockingWrites): the socket stays blocking.
         if fault != Fault::BlockingWrites {
-            socket.set_nonblocking(true).unwrap_or_else(|e| fatal("fcntl", e));
+            socket
+                .set_nonblocking(true)
+                .unwrap_or_else(|e| fatal("fcntl", e));
         }
         Client {
             socket,

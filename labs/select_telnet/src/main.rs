@@ -23,8 +23,8 @@ fn main() {
         .parse()
         .unwrap_or_else(|_| labkit::usage_error(format!("bad port '{port}'"), USAGE));
     // On failure: "select_telnet: connect to HOST:PORT: REASON", exit 1.
-    let socket = TcpStream::connect((host.as_str(), port))
-        .or_fail(format_args!("connect to {host}:{port}"));
+    let socket =
+        TcpStream::connect((host.as_str(), port)).or_fail(format_args!("connect to {host}:{port}"));
     run(socket)
 }
 

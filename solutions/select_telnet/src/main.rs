@@ -28,8 +28,8 @@ fn main() {
     let port: u16 = port
         .parse()
         .unwrap_or_else(|_| labkit::usage_error(format!("bad port '{port}'"), USAGE));
-    let socket = TcpStream::connect((host.as_str(), port))
-        .or_fail(format_args!("connect to {host}:{port}"));
+    let socket =
+        TcpStream::connect((host.as_str(), port)).or_fail(format_args!("connect to {host}:{port}"));
     Telnet::new(socket).run()
 }
 
