@@ -712,7 +712,7 @@ fn full_duplex(ctx: &Ctx) -> Outcome {
     if up_ok && down_ok {
         return Ok(());
     }
-    let counts = format!(
+    let mut counts = format!(
         "the server sent {} of {} (it reads nothing before it has sent everything) and received {} of {}; \
          stdin took {} of {}, stdout gave {} of {}",
         bytes(s.peer_sent),
@@ -724,6 +724,9 @@ fn full_duplex(ctx: &Ctx) -> Outcome {
         bytes(s.from_stdout.len()),
         bytes(spoken.len()),
     );
+    if let Some(err) = &s.stdin_error {
+        counts += &format!(" (writing to its stdin failed: {err})");
+    }
     // Lost or altered bytes, seen in what did arrive.
     let up_prefix = &typed[..s.from_peer.len().min(typed.len())];
     if s.from_peer.len() > typed.len() || s.from_peer != up_prefix {
