@@ -24,6 +24,7 @@ pub mod nr {
     pub const SELECT: u64 = 23;
     pub const NANOSLEEP: u64 = 35;
     pub const ACCEPT: u64 = 43;
+    pub const SENDTO: u64 = 44;
     pub const RECVFROM: u64 = 45;
     pub const WAIT4: u64 = 61;
     pub const FUTEX: u64 = 202;
@@ -45,6 +46,7 @@ pub fn syscall_name(number: u64) -> String {
         nr::SELECT => "select",
         nr::NANOSLEEP => "nanosleep",
         nr::ACCEPT => "accept",
+        nr::SENDTO => "sendto",
         nr::RECVFROM => "recvfrom",
         nr::WAIT4 => "wait4",
         nr::FUTEX => "futex",

@@ -1,0 +1,5 @@
+use broken_telnet::Fault;
+
+fn main() {
+    broken_telnet::run(Fault::Crlf)
+}
