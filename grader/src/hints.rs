@@ -14,6 +14,7 @@
 const FILES: &[(&str, &str)] = &[
     ("echo", include_str!("../hints/echo.txt")),
     ("epoll", include_str!("../hints/epoll.txt")),
+    ("select_telnet", include_str!("../hints/select_telnet.txt")),
 ];
 
 /// The files a lab's hints come from, most specific first.

@@ -86,6 +86,7 @@ fn each_mistake_fails_its_check(
         "{bin} failed {lab}/{check}, but the message does not say {hint:?}:\n{}",
         result.message
     );
+    common::pin(&format!("{lab}/{bin}-{check}"), &report);
 }
 
 #[test]

@@ -250,3 +250,39 @@ fn batch_grading_writes_a_csv_row_per_submission() {
     assert!(report.contains("mismatched types"), "{report}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn the_gradescope_autograder_gives_a_correct_submission_full_marks() {
+    // The reference solution's source, submitted the way a student would.
+    let root = scratch("gradescope-solution");
+    let zip = root.with_extension("zip");
+    let built = run(
+        Command::new(common::workspace().join("tools/gradescope.sh"))
+            .args(["select_telnet"])
+            .arg(&zip),
+    );
+    assert!(built.status.success(), "{}", text(&built));
+    unpack(&zip, &root);
+    let warm = run(Command::new("cargo")
+        .current_dir(root.join("source"))
+        .args(["build", "--quiet", "--release", "-p", "grader"]));
+    assert!(warm.status.success(), "{}", text(&warm));
+    let solution =
+        std::fs::read_to_string(common::workspace().join("solutions/select_telnet/src/main.rs"))
+            .unwrap();
+    let results = {
+        let _lock = common::exclusive();
+        autograde(&root, &[("labs/select_telnet/src/main.rs", &solution)])
+    };
+    assert_eq!(score(&results), (100, 100), "{results:#}");
+    let tests = results["tests"].as_array().unwrap();
+    assert!(tests.iter().all(|t| t["status"] == "passed"), "{results:#}");
+    assert!(
+        !common::workspace()
+            .join("solutions")
+            .starts_with(root.join("source"))
+    );
+    assert!(!root.join("source/solutions").exists());
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&zip);
+}

@@ -100,6 +100,7 @@ fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] 
         "{bin} failed {check}, but the message does not say {hint:?}:\n{}",
         result.message
     );
+    common::pin(&format!("poll_echo/{bin}-{check}"), &report);
 }
 
 #[test]

@@ -101,3 +101,81 @@ pub fn statuses(report: &LabReport) -> Vec<(String, Status)> {
         .map(|c| (c.name.clone(), c.status))
         .collect()
 }
+
+/// The teaching part of the grader's report of `report`, normalised so that
+/// it is the same from run to run: each check's line (without its time), and
+/// under a failure its `expected:` and `likely cause:` lines and the first
+/// line of its hint, with numbers (ports, sizes, timings) as `N`. The
+/// summary line and the transcript report what was measured, which varies
+/// (how bytes were split, a reset or a broken pipe); they are left out.
+pub fn normalised(report: &LabReport) -> String {
+    let mut out = Vec::new();
+    for check in &report.checks {
+        out.push(format!(
+            "{} {} {}/{}",
+            check.name,
+            check.status.word(),
+            check.points,
+            check.max
+        ));
+        for line in check.message.lines() {
+            if line.starts_with("expected: ") || line.starts_with("likely cause: ") {
+                out.push(format!("    {line}"));
+            }
+        }
+        if check.status == Status::Fail
+            && let Some(hint) = &check.hint
+        {
+            out.push(format!(
+                "    hint: {}",
+                hint.lines().next().unwrap_or_default()
+            ));
+        }
+    }
+    let text: Vec<char> = (out.join("\n") + "\n").chars().collect();
+    // 12, 1.5, 12,345: one `N` each.
+    let mut normal = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i].is_ascii_digit() {
+            while i < text.len()
+                && (text[i].is_ascii_digit()
+                    || (matches!(text[i], '.' | ',')
+                        && text.get(i + 1).is_some_and(|c| c.is_ascii_digit())))
+            {
+                i += 1;
+            }
+            normal.push('N');
+        } else {
+            normal.push(text[i]);
+            i += 1;
+        }
+    }
+    normal
+}
+
+/// Compares the normalised report with `grader/tests/fixtures/<name>.txt`:
+/// a change to a message is a reviewed change to a fixture. With
+/// UPDATE_FIXTURES=1 the fixture is (re)written instead.
+pub fn pin(name: &str, report: &LabReport) {
+    let path = workspace()
+        .join("grader/tests/fixtures")
+        .join(format!("{name}.txt"));
+    let actual = normalised(report);
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no fixture {}; run UPDATE_FIXTURES=1 cargo test -p grader to write it, then review it.\nthe report:\n{actual}",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "the grader's report differs from {}:\n--- fixture\n{expected}\n--- now\n{actual}\n(if the change is intended: UPDATE_FIXTURES=1 cargo test -p grader, and review the diff)",
+        path.display()
+    );
+}
