@@ -7,13 +7,12 @@
 //! The price is a thread (a stack, a kernel task, a context switch per
 //! wakeup) for every client, idle or not.
 //!
-//! The protocol is echo_core's `Connection`, the same state machine the
-//! reference solutions use: on a blocking socket `read_once` waits for
-//! bytes and `flush` writes everything, and a blocking write is the
-//! backpressure.
+//! With blocking sockets the protocol needs no state machine: read a line
+//! (waiting as long as it takes), write it back (waiting until the client
+//! takes it: that wait is the backpressure), repeat.
 
-use echo_core::Connection;
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// Each thread's stack. The default (2 MiB of address space) times 10,000
@@ -22,6 +21,8 @@ use std::time::Duration;
 const STACK: usize = 128 * 1024;
 /// One read's buffer, per thread.
 const READ_CHUNK: usize = 16 * 1024;
+/// Longest line, counting the `\n` (CONTRACT.md).
+const MAX_LINE: usize = 8192;
 
 fn main() {
     let args = labkit::EchoArgs::parse();
@@ -59,16 +60,38 @@ fn accept_loop(listener: &TcpListener) -> ! {
 
 /// Serves one client until its connection ends; errors end only this client.
 fn serve(stream: TcpStream) {
-    let mut conn = Connection::new(stream);
-    let mut scratch = vec![0u8; READ_CHUNK];
-    while !conn.is_done() {
-        // Write first: after `quit` the replies and our shutdown must go out
-        // before we block reading until the client's EOF.
-        if conn.wants_write() && conn.flush().is_err() {
-            return;
+    let _ = serve_lines(stream);
+}
+
+fn serve_lines(mut writer: TcpStream) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(READ_CHUNK, writer.try_clone()?);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        // At most one byte past the limit: enough to know a line is too long.
+        (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\n") {
+            if line.len() > MAX_LINE {
+                writer.write_all(b"ERR line too long\n")?;
+                return linger(reader, writer);
+            }
+            // End of input: echo the unterminated fragment, then close.
+            return writer.write_all(&line);
         }
-        if conn.wants_read() && conn.read_once(&mut scratch).is_err() {
-            return;
+        let text = &line[..line.len() - 1];
+        if text.strip_suffix(b"\r").unwrap_or(text) == b"quit" {
+            return linger(reader, writer);
         }
+        writer.write_all(&line)?;
     }
+}
+
+/// The lingering close: no more replies, then discard the client's input
+/// until it closes, so that closing never resets the connection.
+fn linger(mut reader: BufReader<TcpStream>, writer: TcpStream) -> io::Result<()> {
+    writer.shutdown(Shutdown::Write)?;
+    io::copy(&mut reader, &mut io::sink())?;
+    Ok(())
 }
