@@ -296,7 +296,12 @@ fn parse_report(stderr: &str) -> Option<Report> {
     stderr.lines().rev().find_map(|line| {
         let mut words = line.split_whitespace();
         let mut field = |key: &str| -> Option<u64> {
-            words.next()?.strip_prefix(key)?.strip_prefix('=')?.parse().ok()
+            words
+                .next()?
+                .strip_prefix(key)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
         };
         let report = Report {
             reads: field("reads")?,
@@ -347,52 +352,44 @@ fn judge_copy(program: &Program, ran: &Ran, expected: &[u8], input: &str) -> Out
         .into());
     };
     if status.signal().is_some() || status.code() != Some(0) {
-        return Err(Failure::new(format!(
-            "with {input}: {}",
-            program.describe_exit(status)
-        ))
-        .expected("exit code 0 at end of input")
-        .into());
+        return Err(
+            Failure::new(format!("with {input}: {}", program.describe_exit(status)))
+                .expected("exit code 0 at end of input")
+                .into(),
+        );
     }
     if ran.output != expected {
         let got = &ran.output;
-        let (summary, cause) = if got.len() < expected.len() && expected.starts_with(got) {
+        let difference = first_difference(expected, got).unwrap_or_default();
+        let (summary, cause) = if got.len() < expected.len() {
             (
                 format!(
-                    "with {input}, stdout got only the first {} of {}: {} were lost",
+                    "with {input}, stdout got {} of {}: {} were lost; {difference}",
                     bytes(got.len()),
                     bytes(expected.len()),
                     bytes(expected.len() - got.len())
                 ),
-                "bytes were read but not all written: write() may write fewer bytes than asked, and what it did not take must be written again",
+                "bytes were read but not all written: write() may write fewer bytes than asked (it returns how many it took), and the rest must be written again",
             )
-        } else if got.len() > expected.len() && got.starts_with(expected) {
-            let extra = &got[expected.len()..];
+        } else if got.len() > expected.len() {
+            let extra = got.len() - expected.len();
             let summary = format!(
-                "with {input}, stdout got {} more than was sent: {}",
-                bytes(extra.len()),
-                quote(extra)
+                "with {input}, stdout got {} more than the {} sent; {difference}",
+                bytes(extra),
+                bytes(expected.len())
             );
-            if extra.starts_with(b"reads=") {
-                (
-                    summary,
-                    "the report line goes to stderr, not stdout",
-                )
+            let cause = if got.ends_with(b"\n") && got[expected.len()..].starts_with(b"reads=") {
+                "the report line goes to stderr, not stdout"
             } else {
-                (
-                    summary,
-                    "write exactly the bytes read() returned (&buf[..n]), not the whole buffer",
-                )
-            }
+                "write exactly the bytes read() returned (&buf[..n]), not the whole buffer"
+            };
+            (summary, cause)
         } else {
             (
                 format!(
-                    "with {input}, stdout is not a copy of the input ({} sent, {} received); {}",
-                    bytes(expected.len()),
-                    bytes(got.len()),
-                    first_difference(expected, got).unwrap_or_default()
+                    "with {input}, stdout got as many bytes as were sent, but different ones; {difference}"
                 ),
-                "write exactly the bytes read() returned (&buf[..n]), all of them, in order",
+                "write exactly the bytes read() returned, in the order they came",
             )
         };
         return Err(Failure::new(summary)
@@ -709,7 +706,9 @@ fn nonblocking_flags(ctx: &Ctx) -> Outcome {
         .iter()
         .flatten()
         .find_map(|s| match s {
-            SyscallState::Blocked(n) => Some(format!("; it was asleep in {}", proc::syscall_name(*n))),
+            SyscallState::Blocked(n) => {
+                Some(format!("; it was asleep in {}", proc::syscall_name(*n)))
+            }
             SyscallState::Running => None,
         })
         .unwrap_or_default();
@@ -968,10 +967,7 @@ fn run_to_exit(ctx: &Ctx, args: &[&str]) -> Result<(Program, Option<ExitStatus>)
 }
 
 fn errors(ctx: &Ctx) -> Outcome {
-    let missing = format!(
-        "/nonexistent-iomux-{}/no-such-file",
-        std::process::id()
-    );
+    let missing = format!("/nonexistent-iomux-{}/no-such-file", std::process::id());
     let (program, status) = run_to_exit(ctx, &[&missing])?;
     let tail = program.stderr_tail();
     let how = status

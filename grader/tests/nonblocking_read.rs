@@ -57,7 +57,11 @@ fn the_stub_scores_zero_and_says_why() {
 )]
 #[case::no_sleep("broken_nb_no_sleep", "pause_eagain", "busy-waiting")]
 #[case::long_sleep("broken_nb_long_sleep", "pause_eagain", "too few retries")]
-#[case::eagain_is_eof("broken_nb_eagain_is_eof", "pause_eagain", "EAGAIN is not end of input")]
+#[case::eagain_is_eof(
+    "broken_nb_eagain_is_eof",
+    "pause_eagain",
+    "EAGAIN is not end of input"
+)]
 #[case::never_nonblock("broken_nb_never_nonblock", "pause_eagain", "eagain=0")]
 #[case::never_nonblock_flags(
     "broken_nb_never_nonblock",

@@ -87,7 +87,9 @@ fn parse() -> Config {
         match arg.as_str() {
             "--blocking" => config.blocking = true,
             "--retry-ms" => {
-                let value = args.next().unwrap_or_else(|| usage("--retry-ms needs a value"));
+                let value = args
+                    .next()
+                    .unwrap_or_else(|| usage("--retry-ms needs a value"));
                 let ms: u64 = value
                     .parse()
                     .unwrap_or_else(|_| usage(&format!("bad --retry-ms value '{value}'")));
@@ -177,9 +179,8 @@ pub fn run(fault: Fault) -> ! {
 
 fn pump(fd: BorrowedFd, config: &Config, fault: Fault) -> Result<Tally, String> {
     let stdout = std::io::stdout();
-    let mut out = File::from(
-        nix::unistd::dup(stdout.as_fd()).map_err(|err| format!("dup(stdout): {err}"))?,
-    );
+    let mut out =
+        File::from(nix::unistd::dup(stdout.as_fd()).map_err(|err| format!("dup(stdout): {err}"))?);
     let mut buf = vec![
         0u8;
         if fault == Fault::IgnoreWriteCount {
@@ -228,9 +229,11 @@ fn pump(fd: BorrowedFd, config: &Config, fault: Fault) -> Result<Tally, String> 
         };
         let result = match fault {
             Fault::WholeBuffer => out.write_all(&buf), // FAULT(WholeBuffer)
-            Fault::IgnoreWriteCount => nix::unistd::write(&out, &buf[..got]) // FAULT(IgnoreWriteCount)
-                .map(drop)
-                .map_err(std::io::Error::from),
+            Fault::IgnoreWriteCount => {
+                nix::unistd::write(&out, &buf[..got]) // FAULT(IgnoreWriteCount)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            }
             _ => out.write_all(&buf[..got]),
         };
         result.map_err(|err| format!("write to stdout: {err}"))?;
