@@ -20,7 +20,10 @@ pub enum SyscallState {
 pub mod nr {
     pub const READ: u64 = 0;
     pub const WRITE: u64 = 1;
+    pub const OPEN: u64 = 2;
     pub const POLL: u64 = 7;
+    pub const READV: u64 = 19;
+    pub const WRITEV: u64 = 20;
     pub const SELECT: u64 = 23;
     pub const NANOSLEEP: u64 = 35;
     pub const ACCEPT: u64 = 43;
@@ -30,6 +33,7 @@ pub mod nr {
     pub const FUTEX: u64 = 202;
     pub const EPOLL_WAIT: u64 = 232;
     pub const CLOCK_NANOSLEEP: u64 = 230;
+    pub const OPENAT: u64 = 257;
     pub const PSELECT6: u64 = 270;
     pub const PPOLL: u64 = 271;
     pub const EPOLL_PWAIT: u64 = 281;
@@ -42,6 +46,10 @@ pub fn syscall_name(number: u64) -> String {
     let name = match number {
         nr::READ => "read",
         nr::WRITE => "write",
+        nr::OPEN => "open",
+        nr::READV => "readv",
+        nr::WRITEV => "writev",
+        nr::OPENAT => "openat",
         nr::POLL => "poll",
         nr::SELECT => "select",
         nr::NANOSLEEP => "nanosleep",

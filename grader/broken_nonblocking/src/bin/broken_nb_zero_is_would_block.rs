@@ -1,0 +1,5 @@
+use broken_nonblocking::Fault;
+
+fn main() {
+    broken_nonblocking::run(Fault::ZeroIsWouldBlock)
+}
