@@ -14,6 +14,10 @@
 const FILES: &[(&str, &str)] = &[
     ("echo", include_str!("../hints/echo.txt")),
     ("epoll", include_str!("../hints/epoll.txt")),
+    (
+        "nonblocking_read",
+        include_str!("../hints/nonblocking_read.txt"),
+    ),
     ("select_telnet", include_str!("../hints/select_telnet.txt")),
 ];
 

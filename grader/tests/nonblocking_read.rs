@@ -97,6 +97,7 @@ fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] 
         "{bin} failed {check}, but the message does not say {hint:?}:\n{}",
         result.message
     );
+    common::pin(&format!("nonblocking_read/{bin}-{check}"), &report);
 }
 
 #[test]
