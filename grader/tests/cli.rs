@@ -181,3 +181,40 @@ fn a_check_that_cannot_run_is_skipped_with_the_fix() {
     let message = json["checks"][0]["message"].as_str().unwrap();
     assert!(message.contains("ulimit -n"), "{message}");
 }
+
+/// `make grade` without LAB: every lab, then a summary table; a lab that
+/// does not compile is reported as such and scores 0.
+#[test]
+fn grading_every_lab_ends_with_a_summary() {
+    // The stubs, one per lab, in a folder of their own.
+    let dir = common::target_dir().join(format!("all-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for lab in grader::labs::all() {
+        if lab.name != "epoll_et" {
+            std::fs::copy(common::bin(lab.name), dir.join(lab.name)).unwrap();
+        }
+    }
+    let _lock = common::exclusive();
+    let assert = grader()
+        .args(["all", "--dir"])
+        .arg(&dir)
+        .args(["--not-built", "epoll_et"])
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .code(1);
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.contains("== summary =="), "{out}");
+    assert!(
+        out.contains("== epoll_et: does not compile (the compiler's messages are above): 0/132 =="),
+        "{out}"
+    );
+    for lab in grader::labs::all() {
+        let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+        let row = format!("{:<18} {:>9}", lab.name, format!("0/{max}"));
+        assert!(out.contains(&row), "no row {row:?} in:\n{out}");
+    }
+    assert!(out.contains("(does not compile)"), "{out}");
+}

@@ -103,6 +103,23 @@ fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] 
     common::pin(&format!("poll_echo/{bin}-{check}"), &report);
 }
 
+/// A check that fails once and passes when run again still fails, and the
+/// report says the program is flaky.
+#[test]
+fn a_flaky_program_is_reported_as_flaky() {
+    let report = grade("poll_echo", "broken_flaky_strip_cr", &["basic_echo"]);
+    let result = &report.checks[0];
+    assert_eq!(result.status, Status::Fail, "{}", explain(&report));
+    assert_eq!(result.points, 0);
+    assert!(result.flaky, "{}", explain(&report));
+    assert!(
+        result.message.starts_with("failed 1 of 2 runs"),
+        "{}",
+        result.message
+    );
+    assert!(result.message.contains("\\r before the \\n was dropped"));
+}
+
 #[test]
 fn every_check_is_proven_by_a_broken_server() {
     // Keep the case list above complete: a check nobody can fail is worthless.
