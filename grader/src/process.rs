@@ -318,6 +318,20 @@ impl Drop for Program {
         {
             let ending = self.describe_exit(status);
             self.registry.endings.lock().unwrap().push(ending);
+        } else if status.is_some() {
+            // Our SIGKILL may have caught a program that was already on its
+            // way out after a panic (unwinding closes its sockets first, which
+            // is what made the check fail): the panic is what to show.
+            let tail = self.stderr_tail();
+            if tail.contains("panicked at") {
+                let ending = format!(
+                    "the program ({}) panicked after {:.1} s; its stderr ends with:\n{}",
+                    self.name,
+                    self.started.elapsed().as_secs_f64(),
+                    indent(&tail, "    | ")
+                );
+                self.registry.endings.lock().unwrap().push(ending);
+            }
         }
     }
 }
