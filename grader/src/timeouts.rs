@@ -130,6 +130,8 @@ struct Closing {
     end: End,
     /// When the grader saw the EOF or the reset.
     at: Option<Instant>,
+    /// The last time the grader found the connection still open.
+    seen_open: Instant,
 }
 
 /// Reads every client (non-blocking, every 2 ms) until each has been closed
@@ -141,6 +143,7 @@ fn watch_closes(clients: &mut [&mut Client], until: Instant) -> Vec<Closing> {
             data: Vec::new(),
             end: End::Timeout,
             at: None,
+            seen_open: Instant::now(),
         })
         .collect();
     let mut buf = [0u8; 4096];
@@ -150,10 +153,12 @@ fn watch_closes(clients: &mut [&mut Client], until: Instant) -> Vec<Closing> {
             if closing.at.is_some() {
                 continue;
             }
+            let polled = Instant::now();
             loop {
                 match client.recv_some(&mut buf) {
                     Ok(Some(n)) => closing.data.extend_from_slice(&buf[..n]),
                     Ok(None) => {
+                        closing.seen_open = polled;
                         open += 1;
                         break;
                     }
@@ -172,11 +177,27 @@ fn watch_closes(clients: &mut [&mut Client], until: Instant) -> Vec<Closing> {
     }
 }
 
-/// What is wrong with an idle close seen `delay` after the last byte, if anything.
+/// The two ends of a connection's last activity as the grader knows them:
+/// the server's last byte moved no earlier than `after` (the grader had not
+/// sent its last bytes before) and no later than `before` (the grader had
+/// received the last reply, or had connected, by then).
+#[derive(Clone, Copy)]
+struct LastByte {
+    after: Instant,
+    before: Instant,
+}
+
+/// What is wrong with an idle close, if anything. The judgement uses only
+/// what the grader knows for sure, so that its own delays (a thread waiting
+/// for a CPU) can never make a correct server fail:
+/// - early: seen closed less than N - [`EARLY`] after the earliest moment the
+///   last byte can have moved;
+/// - late: seen *still open* more than N + 100 ms + [`SLACK`] after the latest
+///   moment the last byte can have moved.
 fn judge_idle_close(
     who: &str,
     closing: &Closing,
-    last: Instant,
+    last: LastByte,
     idle: Duration,
 ) -> Option<Failure> {
     let latest = idle + CONTRACT_LATE;
@@ -195,13 +216,13 @@ fn judge_idle_close(
         return Some(
             Failure::new(format!(
                 "{who}; the connection was still open {} after that{got}",
-                secs_f(Instant::now().duration_since(last))
+                secs_f(closing.seen_open.saturating_duration_since(last.before))
             ))
             .expected(window)
             .cause("no idle timeout: remember when a byte last moved on each connection, compute the wait's timeout from the earliest deadline, and close connections whose deadline has passed"),
         );
     };
-    let delay = at.saturating_duration_since(last);
+    let delay = at.saturating_duration_since(last.before);
     let how = match &closing.end {
         End::Eof => "closed (EOF)".to_string(),
         other => other.describe(),
@@ -215,18 +236,22 @@ fn judge_idle_close(
             quote(&closing.data)
         }
     );
-    if delay + EARLY < idle {
+    if at.saturating_duration_since(last.after) + EARLY < idle {
         return Some(
             Failure::new(summary)
                 .expected(window)
                 .cause("closed too early: the idle deadline is last activity + N, refreshed whenever a byte is read or written (timed from accept only until the first byte)"),
         );
     }
-    if delay > latest + SLACK {
+    let open_for = closing.seen_open.saturating_duration_since(last.before);
+    if open_for > latest + SLACK {
         return Some(
-            Failure::new(summary)
-                .expected(window)
-                .cause("closed late: the idle check runs too rarely (a periodic scan, or only on ticks); make the wait's timeout end at the earliest idle deadline, and close what is due after every wait"),
+            Failure::new(format!(
+                "{summary}; it was still open {} after the last byte",
+                secs_f(open_for)
+            ))
+            .expected(window)
+            .cause("closed late: the idle check runs too rarely (a periodic scan, or only on ticks); make the wait's timeout end at the earliest idle deadline, and close what is due after every wait"),
         );
     }
     if closing.data != BYE {
@@ -279,14 +304,24 @@ fn longest_gap(ticks: &[&Line], from: Instant, to: Instant) -> Duration {
 fn idle_close(ctx: &Ctx) -> Outcome {
     let idle = ms(IDLE_MS);
     let mut server = start_timed(ctx, IDLE_MS, NEVER_MS)?;
+    // A silent client is timed from its accept, which comes after the
+    // connect started and (unless the server is slow) right after it ended.
+    let connecting = Instant::now();
     let mut c1 = ctx.connect(&server)?;
-    let t1 = Instant::now();
+    let t1 = LastByte {
+        after: connecting,
+        before: Instant::now(),
+    };
     let mut c2 = ctx.connect(&server)?;
-    std::thread::sleep((t1 + ms(150)).saturating_duration_since(Instant::now()));
+    std::thread::sleep((t1.before + ms(150)).saturating_duration_since(Instant::now()));
     let line = b"a line, then silence\n";
+    let sending = Instant::now();
     echo(&mut c2, line)?;
-    let t2 = Instant::now();
-    let until = t2 + idle + CONTRACT_LATE + SLACK + ms(700);
+    let t2 = LastByte {
+        after: sending,
+        before: Instant::now(),
+    };
+    let until = t2.before + idle + CONTRACT_LATE + SLACK + ms(700);
     let closings = watch_closes(&mut [&mut c1, &mut c2], until);
     for (client, closing, last, who) in [
         (
@@ -312,21 +347,48 @@ fn idle_close(ctx: &Ctx) -> Outcome {
         ctx.note(format!(
             "c{}: closed {} ms after its last byte",
             client.id,
-            closing
-                .at
-                .map_or(0, |at| at.duration_since(last).as_millis())
+            closing.at.map_or(0, |at| at
+                .saturating_duration_since(last.before)
+                .as_millis())
         ));
     }
     server.alive("after closing idle connections")
 }
 
 fn active_kept(ctx: &Ctx) -> Outcome {
-    let idle = ms(IDLE_MS);
     let mut server = start_timed(ctx, IDLE_MS, NEVER_MS)?;
-    let mut c1 = ctx.connect(&server)?;
-    let mut c2 = ctx.connect(&server)?;
+    let mut voided = Vec::new();
+    for _ in 0..3 {
+        match active_attempt(ctx, &server)? {
+            None => return server.alive("while clients stayed active"),
+            Some(why) => voided.push(why),
+        }
+        server.alive("while clients stayed active")?;
+    }
+    Err(Verdict::Skip(format!(
+        "the grader could not keep its own schedule of a send every 100 ms on this machine ({}); run it again on a less loaded machine",
+        voided.join("; ")
+    )))
+}
+
+/// How late the grader may send its next bytes, after the previous ones,
+/// for the check to be valid: later, a correct server may close.
+const GRADER_GAP: Duration = Duration::from_millis(IDLE_MS - 100);
+
+/// One try of `active_kept`: `Ok(None)` passed, `Ok(Some(why))` says why the
+/// try proves nothing (the grader itself was late: on a loaded machine its
+/// thread may wait for a CPU for longer than the idle timeout).
+fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict> {
+    let idle = ms(IDLE_MS);
+    let late = |since: Instant, what: &str| -> Option<String> {
+        let gap = since.elapsed();
+        (gap > GRADER_GAP).then(|| format!("{} ms passed before {what}", gap.as_millis()))
+    };
+    let mut c1 = ctx.connect(server)?;
+    let mut c2 = ctx.connect(server)?;
     // c2 enters the lingering close: the server shuts down writing and
     // discards what c2 still sends. Discarded bytes count as moved.
+    let mut c2_mark = Instant::now();
     send(&mut c2, b"quit\n")?;
     let got = c2.recv_to_end(64, within(Duration::from_secs(3)));
     ensure(got.data.is_empty() && got.end == End::Eof, || {
@@ -340,8 +402,12 @@ fn active_kept(ctx: &Ctx) -> Outcome {
         .transcript(&[c2.id])
     })?;
     let started = Instant::now();
-    let rounds = 14;
-    for round in 0..rounds {
+    let mut c1_mark = Instant::now();
+    for round in 0..14 {
+        if let Some(why) = late(c1_mark, "a send of c1") {
+            return Ok(Some(why));
+        }
+        c1_mark = Instant::now();
         let line = format!("still talking, round {round}\n");
         if let Err(verdict) = echo(&mut c1, line.as_bytes()) {
             let Verdict::Fail(failure) = verdict else {
@@ -361,6 +427,10 @@ fn active_kept(ctx: &Ctx) -> Outcome {
             .cause("the idle deadline is not refreshed on activity: set it to now + N whenever a byte is read from or written to the connection")
             .into());
         }
+        if let Some(why) = late(c2_mark, "a send of c2") {
+            return Ok(Some(why));
+        }
+        c2_mark = Instant::now();
         // A reset from the server (it closed the socket) makes this fail:
         // the previous round's bytes were answered with one.
         if let Err(end) = c2.send_some(format!("after quit {round}\n").as_bytes()) {
@@ -410,7 +480,9 @@ fn active_kept(ctx: &Ctx) -> Outcome {
         .cause("connections in the lingering close need an idle deadline like any other")
         .transcript(&[c2.id])
     })?;
-    server.alive("while clients stayed active")
+    c1.discard();
+    c2.discard();
+    Ok(None)
 }
 
 fn tick_cadence(ctx: &Ctx) -> Outcome {
@@ -578,7 +650,11 @@ fn tick_under_traffic(ctx: &Ctx) -> Outcome {
         during.len(),
         gap.as_millis()
     ));
-    ensure(gap <= tick + SLACK, || {
+    // Under load a correct server (or the grader's reader) can be held up for
+    // a few hundred ms now and then; starved ticks are missing for the whole
+    // stream. Hence a lenient bound on both the count and the longest gap.
+    let expected = (window.as_millis() / tick.as_millis()) as usize;
+    ensure(during.len() * 3 >= expected && gap <= ms(1000), || {
         Failure::new(format!(
             "with --tick-ms {TICK_MS}, while {STREAMS} clients streamed {} of lines for {}, the server printed {} ticks in {}; the longest time without a tick was {} ms",
             bytes(streamed),
@@ -587,7 +663,7 @@ fn tick_under_traffic(ctx: &Ctx) -> Outcome {
             secs_f(window),
             gap.as_millis()
         ))
-        .expected("a tick every 100 ms under traffic too")
+        .expected(format!("a tick every 100 ms under traffic too: about {expected} (at least {} and no gap over 1 s, to allow for a loaded machine)", expected.div_ceil(3)))
         .cause("the tick runs only when the wait times out (returns 0 events): under constant traffic it never does. Check the clock and do the due timed work after every wait, whatever woke it")
     })
 }
@@ -698,7 +774,11 @@ fn few_wakeups(ctx: &Ctx) -> Outcome {
 /// One of the 10,000 clients of `many_deadlines`.
 struct Silent {
     socket: Option<Socket>,
+    /// Just before the connect: the server cannot have accepted it earlier.
+    connecting: Instant,
     connected: Instant,
+    /// The last time the grader knew it was still open.
+    seen_open: Instant,
     data: Vec<u8>,
     closed: Option<Instant>,
     reset: bool,
@@ -732,6 +812,7 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
     let mut clients: Vec<Silent> = Vec::with_capacity(CLIENTS);
     let mut buf = [0u8; 256];
     let mut events = vec![EpollEvent::empty(); 1024];
+    let mut view = Instant::now();
     let addr = server.addr;
     let [_, b, c, d] = ctx.source.octets();
     // Connect in waves, watching for closes all along: the first waves'
@@ -740,15 +821,19 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
         for i in 0..CLIENTS / WAVES {
             let n = wave * (CLIENTS / WAVES) + i;
             let source = Ipv4Addr::new(127, b, c, d.wrapping_add((n / 5000) as u8).max(1));
+            let connecting = Instant::now();
             match connect_silent(source, addr) {
                 Ok(socket) => {
                     let event = EpollEvent::new(EpollFlags::EPOLLIN, clients.len() as u64);
                     if let Err(e) = epoll.add(&socket, event) {
                         return Err(Failure::new(format!("grader error: epoll_ctl: {e}")).into());
                     }
+                    let connected = Instant::now();
                     clients.push(Silent {
                         socket: Some(socket),
-                        connected: Instant::now(),
+                        connecting,
+                        connected,
+                        seen_open: connected,
                         data: Vec::new(),
                         closed: None,
                         reset: false,
@@ -765,18 +850,18 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
                 }
             }
             if i % 100 == 99 {
-                collect_closes(&epoll, &mut events, &mut clients, &mut buf, 0);
+                collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 0);
             }
         }
         let pause = within(ms(100));
         while Instant::now() < pause {
-            collect_closes(&epoll, &mut events, &mut clients, &mut buf, 10);
+            collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 10);
         }
     }
     let last_connect = clients.last().map_or_else(Instant::now, |c| c.connected);
     let until = last_connect + idle + CONTRACT_LATE + SLACK + ms(1000);
     while Instant::now() < until && clients.iter().any(|c| c.closed.is_none()) {
-        collect_closes(&epoll, &mut events, &mut clients, &mut buf, 50);
+        collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 50);
     }
     server.alive("with 10,000 connections")?;
     let spread = last_connect.duration_since(clients[0].connected);
@@ -799,11 +884,24 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
             never += 1;
             continue;
         };
-        let delay = closed.saturating_duration_since(client.connected);
-        if delay + EARLY < idle {
-            early.push(delay);
-        } else if delay > latest {
-            late.push(delay);
+        // Judged on what the grader knows for sure (see judge_idle_close):
+        // closed before N - EARLY after the connect began, or seen open
+        // later than N + 100 ms + SLACK after it ended.
+        let open_for = client.seen_open.saturating_duration_since(client.connected);
+        if closed.saturating_duration_since(client.connecting) + EARLY < idle {
+            if early.is_empty() {
+                ctx.note(format!(
+                    "first early close: client {}, {} ms after its connect began (it took {} ms), got {}, {}",
+                    i + 1,
+                    closed.saturating_duration_since(client.connecting).as_millis(),
+                    client.connected.duration_since(client.connecting).as_millis(),
+                    quote(&client.data),
+                    if client.reset { "reset" } else { "EOF" }
+                ));
+            }
+            early.push(closed.saturating_duration_since(client.connecting));
+        } else if open_for > latest {
+            late.push(open_for);
         } else if client.data != BYE && no_bye.is_none() {
             no_bye = Some((i, client.data.clone(), client.reset));
         }
@@ -869,17 +967,23 @@ fn connect_silent(source: Ipv4Addr, addr: std::net::SocketAddr) -> std::io::Resu
 
 /// Waits up to `timeout_ms` for readable clients and records what they got
 /// and when the server closed them (closing the grader's side with a reset).
+///
+/// `view` is the last time the grader saw every open client: when a wait
+/// returns fewer events than it could, every client it did not report was
+/// still open then. A client reported closed was open at the previous view.
 fn collect_closes(
     epoll: &Epoll,
     events: &mut [EpollEvent],
     clients: &mut [Silent],
     buf: &mut [u8],
+    view: &mut Instant,
     timeout_ms: u16,
 ) {
     let n = epoll
         .wait(events, EpollTimeout::from(timeout_ms))
         .unwrap_or(0);
     let now = Instant::now();
+    let full_view = n < events.len();
     for event in &events[..n] {
         let Some(client) = clients.get_mut(event.data() as usize) else {
             continue;
@@ -898,10 +1002,14 @@ fn collect_closes(
         };
         if let Some(reset) = ended {
             client.closed = Some(now);
+            client.seen_open = client.seen_open.max(*view);
             client.reset = reset;
             let _ = epoll.delete(&*socket);
             let _ = socket.set_linger(Some(Duration::ZERO));
             client.socket = None;
         }
+    }
+    if full_view {
+        *view = now;
     }
 }
