@@ -35,6 +35,10 @@ const IDLE_MS: u64 = 300;
 const CONTRACT_LATE: Duration = Duration::from_millis(100);
 /// What the grader adds to the contract's bounds for its own delays.
 const SLACK: Duration = Duration::from_millis(250);
+/// The same for 10,000 connections: the server accepts and closes them
+/// while competing for 2 cores with the grader's own 10,000 sockets (seen up
+/// to 280 ms late under load). The mistake it catches is seconds late.
+const MANY_SLACK: Duration = Duration::from_millis(600);
 /// How much before N a close may be seen (the grader sees the last byte after
 /// the server sent it).
 const EARLY: Duration = Duration::from_millis(60);
@@ -73,7 +77,7 @@ pub fn checks() -> Vec<Check> {
         check(
             "active_kept",
             6,
-            "with --idle-timeout-ms 300, a client sending a line every 100 ms, and one still sending during a lingering close, are never closed; the lingering one is closed once it stops",
+            "with --idle-timeout-ms 300, a client sending a line every 50 ms, and one still sending during a lingering close, are never closed; the lingering one is closed once it stops",
             active_kept,
             30,
         ),
@@ -366,14 +370,14 @@ fn active_kept(ctx: &Ctx) -> Outcome {
         server.alive("while clients stayed active")?;
     }
     Err(Verdict::Skip(format!(
-        "the grader could not keep its own schedule of a send every 100 ms on this machine ({}); run it again on a less loaded machine",
+        "the grader could not keep its own schedule of a send every 50 ms on this machine ({}); run it again on a less loaded machine",
         voided.join("; ")
     )))
 }
 
 /// How late the grader may send its next bytes, after the previous ones,
 /// for the check to be valid: later, a correct server may close.
-const GRADER_GAP: Duration = Duration::from_millis(IDLE_MS - 100);
+const GRADER_GAP: Duration = Duration::from_millis(IDLE_MS - 40);
 
 /// One try of `active_kept`: `Ok(None)` passed, `Ok(Some(why))` says why the
 /// try proves nothing (the grader itself was late: on a loaded machine its
@@ -403,7 +407,7 @@ fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict>
     })?;
     let started = Instant::now();
     let mut c1_mark = Instant::now();
-    for round in 0..14 {
+    for round in 0..28 {
         if let Some(why) = late(c1_mark, "a send of c1") {
             return Ok(Some(why));
         }
@@ -415,7 +419,7 @@ fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict>
             };
             return Err(Failure {
                 summary: format!(
-                    "c{} sent a line every 100 ms and read each echo; {} after it started (idle timeout {} ms): {}",
+                    "c{} sent a line every 50 ms and read each echo; {} after it started (idle timeout {} ms): {}",
                     c1.id,
                     secs_f(started.elapsed()),
                     IDLE_MS,
@@ -435,7 +439,7 @@ fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict>
         // the previous round's bytes were answered with one.
         if let Err(end) = c2.send_some(format!("after quit {round}\n").as_bytes()) {
             return Err(Failure::new(format!(
-                "c{} sent \"quit\\n\", got EOF, and kept sending a line every 100 ms (the lingering close); {} later {}",
+                "c{} sent \"quit\\n\", got EOF, and kept sending a line every 50 ms (the lingering close); {} later {}",
                 c2.id,
                 secs_f(started.elapsed()),
                 end.describe()
@@ -445,7 +449,7 @@ fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict>
             .transcript(&[c2.id])
             .into());
         }
-        std::thread::sleep(ms(100));
+        std::thread::sleep(ms(50));
     }
     // c2 stops: its lingering close must now end by the idle timeout. Once the
     // server has closed the socket, the next bytes c2 sends are answered
@@ -863,13 +867,13 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
                 collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 0);
             }
         }
-        let pause = within(ms(100));
+        let pause = within(ms(150));
         while Instant::now() < pause {
             collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 10);
         }
     }
     let last_connect = clients.last().map_or_else(Instant::now, |c| c.connected);
-    let until = last_connect + idle + CONTRACT_LATE + SLACK + ms(1000);
+    let until = last_connect + idle + CONTRACT_LATE + MANY_SLACK + ms(1000);
     while Instant::now() < until && clients.iter().any(|c| c.closed.is_none()) {
         collect_closes(&epoll, &mut events, &mut clients, &mut buf, &mut view, 50);
     }
@@ -884,7 +888,7 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
                 .map(|socket| socket.set_linger(Some(Duration::ZERO))),
         );
     }
-    let latest = idle + CONTRACT_LATE + SLACK;
+    let latest = idle + CONTRACT_LATE + MANY_SLACK;
     let mut never = 0;
     let mut early = Vec::new();
     let mut late = Vec::new();
@@ -940,7 +944,7 @@ fn many_deadlines(ctx: &Ctx) -> Outcome {
         "each closed between {} and {} after it connected (the grader allows {} ms more for its own delays)",
         secs_f(idle),
         secs_f(idle + CONTRACT_LATE),
-        SLACK.as_millis()
+        MANY_SLACK.as_millis()
     );
     ensure(late.is_empty() && never == 0, || {
         Failure::new(summary.clone()).expected(expected.clone()).cause(
