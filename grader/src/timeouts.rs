@@ -42,6 +42,9 @@ const MANY_SLACK: Duration = Duration::from_millis(600);
 /// How much before N a close may be seen (the grader sees the last byte after
 /// the server sent it).
 const EARLY: Duration = Duration::from_millis(60);
+/// The longest gap allowed between two idle ticks beyond T: the grader reads
+/// the lines from another process (seen: 270 ms late on a busy machine).
+const CADENCE_SLACK: Duration = Duration::from_millis(500);
 /// Clients streaming at once in `tick_under_traffic`.
 const STREAMS: usize = 3;
 /// The tick period of the cadence checks.
@@ -560,7 +563,7 @@ fn tick_cadence(ctx: &Ctx) -> Outcome {
     // At most one per period since the spawn (the earliest possible start).
     let most = (first_second_end.duration_since(spawned).as_millis() / tick.as_millis()) as usize;
     ensure(
-        first.len() + 3 >= expected && first.len() <= most && gap <= tick + SLACK,
+        first.len() + 3 >= expected && first.len() <= most && gap <= tick + CADENCE_SLACK,
         || {
             Failure::new(format!(
                 "with --tick-ms {TICK_MS}, the server printed {} ticks in the first {} (the longest gap: {} ms)",
@@ -665,10 +668,11 @@ fn tick_under_traffic(ctx: &Ctx) -> Outcome {
         gap.as_millis()
     ));
     // Under load a correct server (or the grader's reader) can be held up for
-    // a few hundred ms now and then; starved ticks are missing for the whole
-    // stream. Hence a lenient bound on both the count and the longest gap.
+    // a second now and then (seen: 1.1 s on a busy 2-core machine); starved
+    // ticks are missing for the whole stream. Hence a bound on the count only:
+    // a third of the ticks due.
     let expected = (window.as_millis() / tick.as_millis()) as usize;
-    ensure(during.len() * 3 >= expected && gap <= ms(1000), || {
+    ensure(during.len() * 3 >= expected, || {
         Failure::new(format!(
             "with --tick-ms {TICK_MS}, while {STREAMS} clients streamed {} of lines for {}, the server printed {} ticks in {}; the longest time without a tick was {} ms",
             bytes(streamed),
@@ -677,7 +681,7 @@ fn tick_under_traffic(ctx: &Ctx) -> Outcome {
             secs_f(window),
             gap.as_millis()
         ))
-        .expected(format!("a tick every 100 ms under traffic too: about {expected} (at least {} and no gap over 1 s, to allow for a loaded machine)", expected.div_ceil(3)))
+        .expected(format!("a tick every 100 ms under traffic too: about {expected} (at least {}, to allow for a loaded machine)", expected.div_ceil(3)))
         .cause("the tick runs only when the wait times out (returns 0 events): under constant traffic it never does. Check the clock and do the due timed work after every wait, whatever woke it")
     })
 }
