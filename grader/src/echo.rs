@@ -22,6 +22,8 @@ pub struct EchoSpec {
     pub api_hint: &'static str,
     /// Simultaneous clients the server must serve.
     pub scale: usize,
+    /// Extra command-line arguments every echo check starts the server with.
+    pub args: &'static [&'static str],
 }
 
 pub fn spec(lab: &str) -> &'static EchoSpec {
@@ -31,14 +33,37 @@ pub fn spec(lab: &str) -> &'static EchoSpec {
             api: "poll or ppoll",
             api_hint: "wait for all sockets at once with nix::poll::poll",
             scale: 1000,
+            args: &[],
+        },
+        // Idle closes must not disturb the echo checks (backpressure and scale
+        // keep connections quiet for several seconds): a 10-minute timeout.
+        "timeouts" => &EchoSpec {
+            idle_syscalls: &[nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::EPOLL_PWAIT2],
+            api: "epoll_wait, epoll_pwait or epoll_pwait2",
+            api_hint: "wait for all sockets at once with nix::sys::epoll::Epoll::wait, with a timeout computed from the earliest deadline",
+            scale: 10_000,
+            args: &["--idle-timeout-ms", "600000"],
         },
         _ => &EchoSpec {
             idle_syscalls: &[nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::EPOLL_PWAIT2],
             api: "epoll_wait, epoll_pwait or epoll_pwait2",
             api_hint: "wait for all sockets at once with nix::sys::epoll::Epoll::wait",
             scale: 10_000,
+            args: &[],
         },
     }
+}
+
+/// Starts the server the way every echo check does, with the lab's extra
+/// arguments.
+fn start(ctx: &Ctx) -> Result<Server, Verdict> {
+    start_with(ctx, SpawnOptions::default())
+}
+
+fn start_with(ctx: &Ctx, options: SpawnOptions) -> Result<Server, Verdict> {
+    let mut args: Vec<String> = spec(ctx.lab).args.iter().map(|a| a.to_string()).collect();
+    args.extend(options.args.iter().cloned());
+    ctx.start_server(SpawnOptions { args, ..options })
 }
 
 const SHORT: Duration = Duration::from_secs(3);
@@ -371,7 +396,7 @@ pub(crate) fn discard_all(clients: Vec<Client>) {
 // The checks.
 
 fn basic_echo(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect(&server)?;
     let single: [&[u8]; 4] = [
         b"hello\n",
@@ -388,7 +413,7 @@ fn basic_echo(ctx: &Ctx) -> Outcome {
 }
 
 fn quit(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c1 = ctx.connect(&server)?;
     let mut c2 = ctx.connect(&server)?;
     echo(&mut c2, b"before\n")?;
@@ -448,7 +473,7 @@ fn quit(ctx: &Ctx) -> Outcome {
 }
 
 fn concurrent_clients(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut clients = connect_many(ctx, &server, 100)?;
     let mut expected: Vec<Vec<u8>> = vec![Vec::new(); clients.len()];
     // Every client writes before anyone reads: a server that serves one client
@@ -504,7 +529,7 @@ fn concurrent_clients(ctx: &Ctx) -> Outcome {
 }
 
 fn byte_at_a_time(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect(&server)?;
     let line = b"one byte at a time\n";
     for &byte in &line[..line.len() - 1] {
@@ -549,7 +574,7 @@ fn byte_at_a_time(ctx: &Ctx) -> Outcome {
 }
 
 fn pipelined(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect_small(&server)?;
     let data = lines(1 << 20, 0);
     let (sent, got) = c.exchange(&data, data.len(), secs(3), within(secs(25)));
@@ -582,7 +607,7 @@ fn pipelined(ctx: &Ctx) -> Outcome {
 }
 
 fn long_line(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c1 = ctx.connect_small(&server)?;
     let mut longest = vec![b'a'; 8191];
     longest.push(b'\n');
@@ -632,7 +657,7 @@ fn long_line(ctx: &Ctx) -> Outcome {
 }
 
 fn half_close(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect_small(&server)?;
     let fragment = b"the last fragment, without newline";
     let mut data = lines(256 * 1024, 3);
@@ -685,7 +710,7 @@ fn half_close(ctx: &Ctx) -> Outcome {
 }
 
 fn lingering_close(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect(&server)?;
     send(&mut c, b"a\nquit\n")?;
     // A real client may still be sending when the server decides to end the
@@ -757,7 +782,7 @@ fn lingering_close(ctx: &Ctx) -> Outcome {
 }
 
 fn client_reset(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     // 1. A client floods the server without reading, so replies are pending,
     //    then resets: the server's next write or read fails with ECONNRESET.
     let mut c1 = ctx.connect_small(&server)?;
@@ -850,7 +875,7 @@ fn if_dead(server: &mut Server, verdict: Verdict, event: &str) -> Verdict {
 fn backpressure(ctx: &Ctx) -> Outcome {
     const TOTAL: usize = 96 << 20;
     const MAX_GROWTH_KIB: u64 = 48 << 10;
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let pid = server.pid();
     let mut other = ctx.connect(&server)?;
     echo(&mut other, b"warm up\n")?;
@@ -949,7 +974,7 @@ fn scale(ctx: &Ctx) -> Outcome {
         nofile_soft: Some(512),
         ..SpawnOptions::default()
     };
-    let mut server = ctx.start_server(options)?;
+    let mut server = start_with(ctx, options)?;
     let mut clients = Vec::with_capacity(n);
     let connect_deadline = within(secs(40));
     for i in 0..n {
@@ -1019,7 +1044,7 @@ fn scale(ctx: &Ctx) -> Outcome {
 }
 
 fn idle_cpu(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let pid = server.pid();
     let mut clients = connect_many(ctx, &server, 100)?;
     for client in clients.iter_mut() {
@@ -1052,7 +1077,7 @@ fn idle_cpu(ctx: &Ctx) -> Outcome {
 
 fn api(ctx: &Ctx) -> Outcome {
     let spec = spec(ctx.lab);
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let pid = server.pid();
     let mut clients = connect_many(ctx, &server, 5)?;
     for client in clients.iter_mut() {
@@ -1136,7 +1161,7 @@ fn api(ctx: &Ctx) -> Outcome {
 }
 
 fn nonblocking_sockets(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let pid = server.pid();
     let mut clients = connect_many(ctx, &server, 3)?;
     for client in clients.iter_mut() {
@@ -1181,7 +1206,7 @@ fn nonblocking_sockets(ctx: &Ctx) -> Outcome {
 }
 
 fn loopback_only(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let mut c = ctx.connect(&server)?;
     echo(&mut c, b"on loopback\n")?;
     let other = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), server.addr.port()));
@@ -1195,7 +1220,7 @@ fn loopback_only(ctx: &Ctx) -> Outcome {
 }
 
 fn fd_hygiene(ctx: &Ctx) -> Outcome {
-    let mut server = ctx.start()?;
+    let mut server = start(ctx)?;
     let pid = server.pid();
     let mut first = ctx.connect(&server)?;
     echo(&mut first, b"first\n")?;

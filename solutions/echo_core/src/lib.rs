@@ -56,6 +56,8 @@ pub struct Connection {
     out: Vec<u8>,
     sent: usize,
     phase: Phase,
+    /// Bytes read from or written to the socket so far, both directions.
+    moved: u64,
 }
 
 impl Connection {
@@ -67,6 +69,7 @@ impl Connection {
             out: Vec::new(),
             sent: 0,
             phase: Phase::Echoing,
+            moved: 0,
         }
     }
 
@@ -77,6 +80,15 @@ impl Connection {
     /// Reply bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.out.len() - self.sent
+    }
+
+    /// How many bytes have moved on this connection so far, read or written,
+    /// including the input discarded during a lingering close.
+    ///
+    /// A server with idle timeouts compares it before and after serving a
+    /// connection: a change means the connection was active.
+    pub fn bytes_moved(&self) -> u64 {
+        self.moved
     }
 
     /// True when the server should read from this connection.
@@ -131,6 +143,7 @@ impl Connection {
             self.on_eof();
             return Ok(ReadOutcome::Eof);
         }
+        self.moved += n as u64;
         if self.phase == Phase::Echoing {
             self.absorb(&scratch[..n]);
         }
@@ -146,7 +159,10 @@ impl Connection {
     pub fn flush(&mut self) -> io::Result<bool> {
         while self.pending() > 0 {
             match self.stream.write(&self.out[self.sent..]) {
-                Ok(n) => self.sent += n,
+                Ok(n) => {
+                    self.sent += n;
+                    self.moved += n as u64;
+                }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
                     self.compact();
                     return Ok(false);
@@ -351,6 +367,15 @@ impl<T> Slab<T> {
 
     pub fn get_mut(&mut self, token: usize) -> Option<&mut T> {
         self.slots.get_mut(token).and_then(Option::as_mut)
+    }
+
+    /// How many values are stored.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn remove(&mut self, token: usize) -> Option<T> {

@@ -164,3 +164,33 @@ fn slab_reuses_freed_tokens() {
     assert_eq!(slab.get_mut(b), Some(&mut "b"));
     assert_eq!(slab.get_mut(99), None);
 }
+
+#[test]
+fn bytes_moved_counts_both_directions_and_discarded_input() {
+    let (mut conn, mut client) = pair();
+    assert_eq!(conn.bytes_moved(), 0);
+    client.write_all(b"abc\n").unwrap();
+    pump(&mut conn);
+    // 4 read, 4 echoed.
+    assert_eq!(conn.bytes_moved(), 8);
+    client.write_all(b"quit\n").unwrap();
+    pump(&mut conn);
+    assert_eq!(conn.bytes_moved(), 13);
+    // Lingering close: input is discarded but still counts as moved.
+    client.write_all(b"ignored\n").unwrap();
+    pump(&mut conn);
+    assert_eq!(conn.bytes_moved(), 21);
+}
+
+#[test]
+fn slab_len_counts_stored_values() {
+    let mut slab = Slab::default();
+    assert!(slab.is_empty());
+    let a = slab.insert("a");
+    slab.insert("b");
+    assert_eq!(slab.len(), 2);
+    slab.remove(a);
+    assert_eq!(slab.len(), 1);
+    slab.remove(a);
+    assert_eq!(slab.len(), 1);
+}
