@@ -1,7 +1,7 @@
 # iomux-labs: `make help` lists the targets.
 
 # Labs the grader can grade today, in teaching order.
-LABS := nonblocking_read poll_echo epoll_lt epoll_et select_telnet
+LABS := nonblocking_read poll_echo epoll_lt epoll_et timeouts select_telnet
 
 # The student copy (`make handout`) has no solutions/ and no tools/.
 HAVE_SOLUTIONS := $(wildcard solutions)
@@ -27,6 +27,7 @@ help:
 	@echo "  make grade-solutions            grade every solution; fails unless each scores full marks"
 	@echo "  make test                       fmt, clippy, every test, and grade-solutions"
 	@echo "  make handout DEST=<dir>         export the student copy (no solutions, no instructor material)"
+	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
 	@echo "  make bench                      poll vs epoll vs threads vs tokio, many clients (docs/bench.md)"
@@ -64,7 +65,7 @@ else
 	  echo "==> building labs/$$lab (release)"; \
 	  $(CARGO) build --quiet --release -p $$lab || failed="$$failed,$$lab"; \
 	done; \
-	$(GRADER) all --dir $(TARGET_DIR)/release --not-built "$$failed"
+	$(GRADER) all --dir $(TARGET_DIR)/release --labs "$(LABS)" --not-built "$$failed"
 endif
 
 # Rebuild and re-grade LAB whenever one of its files changes (Ctrl-C stops).
@@ -84,7 +85,7 @@ ifeq ($(HAVE_SOLUTIONS),)
 else
 	@echo "==> building every solution (release)"
 	@$(CARGO) build --quiet --release $(foreach lab,$(LABS),-p $(lab)_solution)
-	@if $(GRADER) all --dir $(TARGET_DIR)/release --suffix _solution; then \
+	@if $(GRADER) all --dir $(TARGET_DIR)/release --suffix _solution --labs "$(LABS)"; then \
 	  echo "==> every solution scores full marks"; \
 	else echo "==> FAILED: not every solution scores full marks (see the summary)" >&2; exit 1; fi
 endif
@@ -93,7 +94,7 @@ endif
 # under many idle and active clients; a table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := nonblocking_read poll_echo epoll_lt epoll_et select_telnet timeouts
+BENCH_LABS := nonblocking_read poll_echo epoll_lt epoll_et timeouts select_telnet timeouts
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi
@@ -122,7 +123,7 @@ test:
 handout:
 	@if [ -z "$(DEST)" ]; then echo "usage: make handout DEST=<dir>" >&2; exit 2; fi
 	@if [ ! -x tools/handout.sh ]; then echo "make handout: not available in the student copy" >&2; exit 2; fi
-	@tools/handout.sh "$(DEST)"
+	@tools/handout.sh "$(DEST)" $(HANDOUT_LABS)
 
 # Grade every submission folder under DIR: a CSV of points per check.
 batch: need-lab grader

@@ -19,6 +19,7 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../hints/nonblocking_read.txt"),
     ),
     ("select_telnet", include_str!("../hints/select_telnet.txt")),
+    ("timeouts", include_str!("../hints/timeouts.txt")),
 ];
 
 /// The files a lab's hints come from, most specific first.

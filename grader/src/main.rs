@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose]
-       grader all --dir DIR [--suffix S] [--not-built LAB,...]   grade DIR/<lab>S for every lab, then a summary
+       grader all --dir DIR [--suffix S] [--labs A,B] [--not-built LAB,...]
+                                                                 grade DIR/<lab>S for every lab, then a summary
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
        grader watch <lab> --src DIR --bin PATH [--only C,...] -- BUILD COMMAND...
                                                                  rebuild and re-grade on every change
@@ -277,6 +278,7 @@ fn all(args: Vec<String>) -> ExitCode {
     let mut dir = None;
     let mut suffix = String::new();
     let mut not_built = Vec::new();
+    let mut only_labs: Vec<String> = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_default();
@@ -289,6 +291,12 @@ fn all(args: Vec<String>) -> ExitCode {
                     .filter(|s| !s.is_empty())
                     .map(str::to_string),
             ),
+            "--labs" => only_labs.extend(
+                value()
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
             other => return usage_error(&format!("grader all: unexpected argument '{other}'")),
         }
     }
@@ -297,7 +305,16 @@ fn all(args: Vec<String>) -> ExitCode {
     };
     let style = Style::for_stdout();
     let mut rows = Vec::new();
-    for lab in labs::all() {
+    if let Some(unknown) = only_labs.iter().find(|l| labs::find(l).is_none()) {
+        return usage_error(&format!(
+            "unknown lab '{unknown}'; the labs are:\n{}",
+            lab_list()
+        ));
+    }
+    let chosen = labs::all()
+        .into_iter()
+        .filter(|lab| only_labs.is_empty() || only_labs.iter().any(|l| l == lab.name));
+    for lab in chosen {
         let max: u32 = lab.checks.iter().map(|c| c.points).sum();
         let path = std::path::Path::new(&dir).join(format!("{}{suffix}", lab.name));
         emit("");

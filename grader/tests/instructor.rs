@@ -286,3 +286,30 @@ fn the_gradescope_autograder_gives_a_correct_submission_full_marks() {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_file(&zip);
 }
+
+#[test]
+fn a_partial_handout_has_only_the_labs_released_so_far() {
+    let copy = scratch("handout-partial");
+    let export = make(
+        &common::workspace(),
+        &[
+            "handout",
+            &format!("DEST={}", copy.display()),
+            "HANDOUT_LABS=nonblocking_read poll_echo",
+        ],
+    );
+    assert!(export.status.success(), "{}", text(&export));
+    assert!(copy.join("labs/poll_echo/src/main.rs").exists());
+    assert!(copy.join("labs/labkit").exists());
+    for gone in ["labs/timeouts", "labs/epoll_et", "docs/labs/timeouts.md"] {
+        assert!(!copy.join(gone).exists(), "{gone} was handed out");
+    }
+    let manifest = std::fs::read_to_string(copy.join("Cargo.toml")).unwrap();
+    assert!(!manifest.contains("labs/timeouts"), "{manifest}");
+    let makefile = std::fs::read_to_string(copy.join("Makefile")).unwrap();
+    assert!(
+        makefile.contains("LABS := nonblocking_read poll_echo\n"),
+        "{makefile}"
+    );
+    let _ = std::fs::remove_dir_all(&copy);
+}

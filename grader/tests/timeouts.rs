@@ -79,6 +79,7 @@ fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] 
         "{bin} failed timeouts/{check}, but the message does not say {hint:?}:\n{}",
         result.message
     );
+    common::pin(&format!("timeouts/{bin}-{check}"), &report);
 }
 
 #[test]
