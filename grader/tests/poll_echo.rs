@@ -87,20 +87,7 @@ fn the_stub_scores_zero_and_says_why() {
 #[case::bind_any("broken_bind_any", "loopback_only", "0.0.0.0")]
 #[case::leak_fds("broken_leak_fds", "fd_hygiene", "were never closed")]
 fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] hint: &str) {
-    let report = grade("poll_echo", bin, &[check]);
-    let result = &report.checks[0];
-    assert_eq!(
-        result.status,
-        Status::Fail,
-        "{bin} passed {check}:\n{}",
-        explain(&report)
-    );
-    assert!(
-        result.message.contains(hint),
-        "{bin} failed {check}, but the message does not say {hint:?}:\n{}",
-        result.message
-    );
-    common::pin(&format!("poll_echo/{bin}-{check}"), &report);
+    common::assert_mistake("poll_echo", bin, check, hint);
 }
 
 /// A check that fails once and passes when run again still fails, and the
@@ -123,13 +110,9 @@ fn a_flaky_program_is_reported_as_flaky() {
 #[test]
 fn every_check_is_proven_by_a_broken_server() {
     // Keep the case list above complete: a check nobody can fail is worthless.
-    let source = include_str!("poll_echo.rs");
-    for check in grader::echo::checks() {
-        let needle = format!("\"{}\",", check.name);
-        assert!(
-            source.contains(&needle),
-            "no broken server proves the check {}",
-            check.name
-        );
-    }
+    common::assert_every_check_proven(
+        include_str!("poll_echo.rs"),
+        &grader::echo::checks(),
+        "broken server",
+    );
 }

@@ -65,34 +65,17 @@ fn the_stub_scores_zero_and_says_why() {
 #[case::lossy("broken_telnet_lossy", "binary", "from_utf8_lossy")]
 #[case::sigpipe("broken_telnet_sigpipe", "stdout_closed", "SIGPIPE")]
 fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] hint: &str) {
-    let report = grade("select_telnet", bin, &[check]);
-    let result = &report.checks[0];
-    assert_eq!(
-        result.status,
-        Status::Fail,
-        "{bin} passed {check}:\n{}",
-        explain(&report)
-    );
-    assert!(
-        result.message.contains(hint),
-        "{bin} failed {check}, but the message does not say {hint:?}:\n{}",
-        result.message
-    );
-    common::pin(&format!("select_telnet/{bin}-{check}"), &report);
+    common::assert_mistake("select_telnet", bin, check, hint);
 }
 
 #[test]
 fn every_check_is_proven_by_a_broken_client() {
     // Keep the case list above complete: a check nobody can fail is worthless.
-    let source = include_str!("select_telnet.rs");
-    for check in grader::select_telnet::checks() {
-        let needle = format!("\"{}\",", check.name);
-        assert!(
-            source.contains(&needle),
-            "no broken client proves the check {}",
-            check.name
-        );
-    }
+    common::assert_every_check_proven(
+        include_str!("select_telnet.rs"),
+        &grader::select_telnet::checks(),
+        "broken client",
+    );
 }
 
 #[test]

@@ -66,33 +66,17 @@ fn the_stub_scores_zero_and_says_why() {
     "EARLIEST idle deadline"
 )]
 fn each_mistake_fails_its_check(#[case] bin: &str, #[case] check: &str, #[case] hint: &str) {
-    let report = grade("timeouts", bin, &[check]);
-    let result = &report.checks[0];
-    assert_eq!(
-        result.status,
-        Status::Fail,
-        "{bin} passed timeouts/{check}:\n{}",
-        explain(&report)
-    );
-    assert!(
-        result.message.contains(hint),
-        "{bin} failed timeouts/{check}, but the message does not say {hint:?}:\n{}",
-        result.message
-    );
-    common::pin(&format!("timeouts/{bin}-{check}"), &report);
+    common::assert_mistake("timeouts", bin, check, hint);
 }
 
 #[test]
 fn every_timeouts_check_is_proven_by_a_broken_server() {
-    let source = include_str!("timeouts.rs");
-    for check in grader::timeouts::checks() {
-        let needle = format!("\"{}\",", check.name);
-        assert!(
-            source.contains(&needle),
-            "no broken server proves the check {}",
-            check.name
-        );
-    }
+    // Keep the case list above complete: a check nobody can fail is worthless.
+    common::assert_every_check_proven(
+        include_str!("timeouts.rs"),
+        &grader::timeouts::checks(),
+        "broken server",
+    );
 }
 
 #[test]

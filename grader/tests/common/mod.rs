@@ -179,3 +179,36 @@ pub fn pin(name: &str, report: &LabReport) {
         path.display()
     );
 }
+
+/// Grades `bin` as `lab` on `check` alone: the check must fail, its message
+/// must contain `hint` (the mistake named), and the report must match its
+/// pinned fixture.
+pub fn assert_mistake(lab: &str, bin: &str, check: &str, hint: &str) {
+    let report = grade(lab, bin, &[check]);
+    let result = &report.checks[0];
+    assert_eq!(
+        result.status,
+        Status::Fail,
+        "{bin} passed {lab}/{check}:\n{}",
+        explain(&report)
+    );
+    assert!(
+        result.message.contains(hint),
+        "{bin} failed {lab}/{check}, but the message does not say {hint:?}:\n{}",
+        result.message
+    );
+    pin(&format!("{lab}/{bin}-{check}"), &report);
+}
+
+/// Every check in `checks` is named (as `"check",`) in the test `source`,
+/// i.e. some broken program in its table is there to fail it.
+pub fn assert_every_check_proven(source: &str, checks: &[grader::check::Check], what: &str) {
+    for check in checks {
+        let needle = format!("\"{}\",", check.name);
+        assert!(
+            source.contains(&needle),
+            "no {what} proves the check {}",
+            check.name
+        );
+    }
+}
