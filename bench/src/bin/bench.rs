@@ -151,26 +151,37 @@ fn list(args: &Args, flag: &str, default: &str) -> Vec<usize> {
 }
 
 /// The servers to measure: the known ones asked for, then `--bin`.
+/// Every usage error is reported before a missing binary is, so that a
+/// mistyped command line gets exit status 2 whatever has been built.
 fn servers(args: &Args) -> Vec<Server> {
     let default: Vec<&str> = KNOWN.iter().map(|(name, _)| *name).collect();
     let names: String = args.value("--servers", default.join(","));
-    let here = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let mut servers = Vec::new();
+    let mut known = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let Some((_, bin_name)) = KNOWN.iter().find(|(known, _)| *known == name) else {
+        let Some(&(name, bin_name)) = KNOWN.iter().find(|(known, _)| *known == name) else {
             usage_error(
                 format!("unknown server '{name}' (known: {})", default.join(", ")),
                 USAGE,
             );
         };
+        known.push((name, bin_name));
+    }
+    let yours = your_server(args);
+    if known.is_empty() && yours.is_none() {
+        usage_error("no server to measure", USAGE);
+    }
+
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut servers = Vec::new();
+    for (name, bin_name) in known {
         let bin = here.join(bin_name);
         if !bin.exists() {
             let package = bin_name
                 .strip_prefix("bench_")
-                .map_or(*bin_name, |_| "bench");
+                .map_or(bin_name, |_| "bench");
             fail(format_args!(
                 "{} is missing: build it first (cargo build --release -p {package}), or use `make bench`",
                 bin.display()
@@ -182,10 +193,30 @@ fn servers(args: &Args) -> Vec<Server> {
             args: Vec::new(),
         });
     }
+    if let Some((lab, bin)) = yours {
+        let path = grader::process::resolve_bin(&bin).unwrap_or_else(|err| fail(err));
+        // The timeouts lab closes idle connections after 10 s by default:
+        // idle here means silent, not abandoned.
+        let args = if lab == "timeouts" {
+            vec!["--idle-timeout-ms".to_string(), "3600000".to_string()]
+        } else {
+            Vec::new()
+        };
+        servers.push(Server {
+            name: format!("yours ({lab})"),
+            bin: path,
+            args,
+        });
+    }
+    servers
+}
+
+/// `--bin PATH --lab LAB`, checked: (lab, path) or nothing.
+fn your_server(args: &Args) -> Option<(String, String)> {
     let bin: String = args.value("--bin", String::new());
     let lab: String = args.value("--lab", String::new());
     match (bin.is_empty(), lab.is_empty()) {
-        (true, true) => {}
+        (true, true) => None,
         (false, false) => {
             if !ECHO_LABS.contains(&lab.as_str()) {
                 usage_error(
@@ -193,26 +224,10 @@ fn servers(args: &Args) -> Vec<Server> {
                     USAGE,
                 );
             }
-            let path = grader::process::resolve_bin(&bin).unwrap_or_else(|err| fail(err));
-            // The timeouts lab closes idle connections after 10 s by default:
-            // idle here means silent, not abandoned.
-            let args = if lab == "timeouts" {
-                vec!["--idle-timeout-ms".to_string(), "3600000".to_string()]
-            } else {
-                Vec::new()
-            };
-            servers.push(Server {
-                name: format!("yours ({lab})"),
-                bin: path,
-                args,
-            });
+            Some((lab, bin))
         }
         _ => usage_error("--bin and --lab go together", USAGE),
     }
-    if servers.is_empty() {
-        usage_error("no server to measure", USAGE);
-    }
-    servers
 }
 
 /// Keeps every idle count within the fd limit (ours and the servers', which
