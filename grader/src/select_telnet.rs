@@ -690,6 +690,13 @@ fn notification(ctx: &Ctx) -> Outcome {
     })
 }
 
+/// What full_duplex expects upstream, and the usual cause when bytes are
+/// missing. The same words whether the dropped bytes were in the middle
+/// (seen as altered data) or at the end (seen as a short stream): which one
+/// a program hits depends on timing, the lesson does not.
+const EVERY_BYTE_TYPED: &str = "every byte typed reaches the server, unchanged, in order";
+const PARTIAL_WRITE_IGNORED: &str = "a partial write ignored: on a non-blocking socket write() may take only part of the bytes (or fail with EAGAIN when the socket is full) and returns how many it took; keep the rest in a buffer and write it when select says the socket is writable again";
+
 fn full_duplex(ctx: &Ctx) -> Outcome {
     // The server talks first and reads only once it has said everything;
     // meanwhile the user types as much. The grader's socket buffers are
@@ -734,11 +741,11 @@ fn full_duplex(ctx: &Ctx) -> Outcome {
         return Err(Failure::new(format!(
             "the bytes typed on stdin reached the server altered: {diff}. ({counts})"
         ))
-        .expected("every byte typed, unchanged, in order")
+        .expected(EVERY_BYTE_TYPED)
         .cause(if s.from_peer.len() > typed.len() {
             "bytes were added: copy stdin to the socket unchanged (no CRLF or UTF-8 translation)"
         } else {
-            "a partial write ignored: on a non-blocking socket write() may take only part of the buffer and returns how many bytes it took; keep the rest and write it when select says the socket is writable again"
+            PARTIAL_WRITE_IGNORED
         })
         .into());
     }
@@ -776,8 +783,8 @@ fn full_duplex(ctx: &Ctx) -> Outcome {
             bytes(s.from_peer.len()),
             STALL.as_secs()
         ))
-        .expected("every byte typed reaches the server")
-        .cause("a partial write ignored: on a non-blocking socket write() may take only part of the bytes (or fail with EAGAIN when the socket is full); keep what it did not take in a buffer and write it when select says the socket is writable")
+        .expected(EVERY_BYTE_TYPED)
+        .cause(PARTIAL_WRITE_IGNORED)
         .into());
     }
     let how = match stop {
