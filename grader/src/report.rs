@@ -74,6 +74,18 @@ impl Style {
         }
     }
 
+    /// The first difference between « » (see `transcript::first_difference`):
+    /// in reverse video on a terminal, the marks kept when plain.
+    pub fn marks(self, text: &str) -> String {
+        use crate::transcript::{MARK_END, MARK_START};
+        match self {
+            Style::Plain => text.to_string(),
+            Style::Colour => text
+                .replace(MARK_START, "\x1b[1;7m")
+                .replace(MARK_END, "\x1b[0m"),
+        }
+    }
+
     fn status(self, status: Status) -> String {
         let word = format!("{:<5}", status.word());
         let code = match status {
@@ -110,7 +122,7 @@ impl CheckReport {
             text += &format!("\n{}", indent(&self.description, "      "));
         }
         if !self.message.is_empty() {
-            text += &format!("\n{}", indent(&self.message, "    "));
+            text += &format!("\n{}", indent(&style.marks(&self.message), "    "));
         }
         if self.status == Status::Fail
             && let Some(hint) = &self.hint
@@ -301,6 +313,11 @@ mod tests {
                 .styled(false, Style::Colour)
                 .contains("\x1b[1;31mFAIL \x1b[0m")
         );
+        assert_eq!(
+            Style::Colour.marks("got \"ab«c»d\""),
+            "got \"ab\x1b[1;7mc\x1b[0md\""
+        );
+        assert_eq!(Style::Plain.marks("«c»"), "«c»");
         assert_eq!(r.footer(), "Score: 5/19  (not passed: quit, scale)");
         assert!(!r.all_passed());
         assert!(r.checks[0].human(true).contains("measured: cpu 0.01 s"));

@@ -202,7 +202,10 @@ pub fn quote(data: &[u8]) -> String {
     }
 }
 
-/// Where two byte strings first differ, described for a student.
+/// Where two byte strings first differ, described for a student: up to 16
+/// bytes of context before it, the first differing byte between « » (the
+/// report shows it highlighted on a terminal; escaped data never contains
+/// these characters, so they cannot be mistaken for bytes).
 pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<String> {
     let at = expected.iter().zip(got).position(|(a, b)| a != b);
     let at = match at {
@@ -212,11 +215,16 @@ pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<String> {
     };
     let from = at.saturating_sub(16);
     let window = |data: &[u8]| {
-        let to = (at + 24).min(data.len());
-        if from >= data.len() {
-            "(nothing)".to_string()
-        } else {
-            format!("\"{}\"", escape(&data[from..to]))
+        if data.is_empty() {
+            return "nothing".to_string();
+        }
+        let before = escape(&data[from.min(data.len())..at.min(data.len())]);
+        match data.get(at) {
+            Some(byte) => {
+                let after = escape(&data[at + 1..(at + 24).min(data.len())]);
+                format!("\"{before}{MARK_START}{}{MARK_END}{after}\"", escape(&[*byte]))
+            }
+            None => format!("\"{before}\" {MARK_START}ends here{MARK_END}"),
         }
     };
     Some(format!(
@@ -226,6 +234,10 @@ pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<String> {
         window(got)
     ))
 }
+
+/// The marks around the first differing byte in [`first_difference`].
+pub const MARK_START: char = '«';
+pub const MARK_END: char = '»';
 
 #[cfg(test)]
 mod tests {
@@ -277,7 +289,13 @@ mod tests {
         assert!(diff.starts_with("first difference at byte 5"), "{diff}");
         let short = first_difference(b"abcdef", b"abc").unwrap();
         assert!(short.contains("at byte 3"), "{short}");
-        assert!(short.ends_with("but got \"abc\""), "{short}");
+        assert!(
+            short.ends_with("expected \"abc«d»ef\" but got \"abc\" «ends here»"),
+            "{short}"
+        );
+        assert!(diff.contains("expected \"hello«\\r»\\n\" but got \"hello«\\n»\""));
+        let empty = first_difference(b"x", b"").unwrap();
+        assert!(empty.ends_with("but got nothing"), "{empty}");
         assert_eq!(quote(b"hi\n"), "\"hi\\n\"");
     }
 }
