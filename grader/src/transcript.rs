@@ -222,7 +222,10 @@ pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<String> {
         match data.get(at) {
             Some(byte) => {
                 let after = escape(&data[at + 1..(at + 24).min(data.len())]);
-                format!("\"{before}{MARK_START}{}{MARK_END}{after}\"", escape(&[*byte]))
+                format!(
+                    "\"{before}{MARK_START}{}{MARK_END}{after}\"",
+                    escape(&[*byte])
+                )
             }
             None => format!("\"{before}\" {MARK_START}ends here{MARK_END}"),
         }

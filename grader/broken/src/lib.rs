@@ -12,11 +12,16 @@
 //!
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
+pub mod common;
+
+use common::{
+    ACCEPT_PAUSE, Next, Phase, accept_blocking, announce, is_out_of_fds, is_quit, listen_or_exit,
+    port_or_exit, program_name, raise_nofile_limit,
+};
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::io;
+use std::net::{Ipv4Addr, Shutdown};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::Path;
 use std::process;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,10 +29,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::time::TimeSpec;
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
 /// Longest line, counting its `\n`.
 const MAX_LINE: usize = 8192;
@@ -37,10 +41,6 @@ const HIGH_WATER: usize = 64 * 1024;
 const WRITE_CHUNK: usize = 1000;
 /// Size of the read buffer.
 const READ_BUF: usize = 16 * 1024;
-/// `listen(2)` backlog (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-/// How long to stop accepting after running out of file descriptors.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Reply to a line longer than [`MAX_LINE`].
 const TOO_LONG: &[u8] = b"ERR line too long\n";
 
@@ -93,7 +93,7 @@ pub enum Fault {
 /// Runs the echo server with the given fault, exiting 2 on a usage error and 1 on a
 /// fatal error. Never returns.
 pub fn run(fault: Fault) -> ! {
-    let prog = program_name();
+    let prog = program_name("broken");
 
     if fault == Fault::SigpipeDefault {
         // FAULT(SigpipeDefault): undo the SIG_IGN that the Rust runtime installs before main.
@@ -101,14 +101,7 @@ pub fn run(fault: Fault) -> ! {
         let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 
-    let port = match parse_args() {
-        Ok(port) => port,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            eprintln!("usage: {prog} [--port PORT]");
-            process::exit(2);
-        }
-    };
+    let port = port_or_exit(&prog);
 
     if fault != Fault::NoRlimit {
         // FAULT(NoRlimit) is skipping this.
@@ -116,13 +109,13 @@ pub fn run(fault: Fault) -> ! {
     }
 
     let blocking_server = matches!(fault, Fault::SerialBlocking | Fault::ThreadPerClient);
-    let (listener, port) = match open_listener(port, fault, !blocking_server) {
-        Ok(bound) => bound,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            process::exit(1);
-        }
+    let ip = if fault == Fault::BindAny {
+        // FAULT(BindAny): every interface instead of loopback only.
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        Ipv4Addr::LOCALHOST
     };
+    let (listener, port) = listen_or_exit(&prog, ip, port, !blocking_server);
 
     // Everything the server keeps open while idle exists before it reports listening.
     let mode = match fault {
@@ -131,10 +124,7 @@ pub fn run(fault: Fault) -> ! {
         _ => Mode::Readiness(Server::new(prog, listener, fault)),
     };
 
-    let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on 127.0.0.1:{port}");
-    let _ = stdout.flush();
-    drop(stdout);
+    announce(port);
 
     match mode {
         Mode::Readiness(server) => server.run(),
@@ -151,120 +141,6 @@ enum Mode {
     Serial(Socket),
     /// FAULT(ThreadPerClient).
     Threads(Socket),
-}
-
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "broken".to_owned())
-}
-
-/// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
-fn parse_args() -> Result<u16, String> {
-    let mut port = 0;
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        let Some(arg) = arg.to_str() else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        if arg == "--port" {
-            let value = args.next().ok_or("--port needs a value")?;
-            port = parse_port(&value.to_string_lossy())?;
-        } else if let Some(value) = arg.strip_prefix("--port=") {
-            port = parse_port(value)?;
-        } else {
-            return Err(format!("unexpected argument '{arg}'"));
-        }
-    }
-    Ok(port)
-}
-
-fn parse_port(value: &str) -> Result<u16, String> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid port '{value}'"));
-    }
-    value
-        .parse()
-        .map_err(|_| format!("invalid port '{value}' (0-65535)"))
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit. Failing is not fatal.
-fn raise_nofile_limit() {
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    if soft >= hard || setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return;
-    }
-    // An unlimited hard limit is refused above fs.nr_open: take the most the kernel allows.
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
-    if let Some(nr_open) = nr_open {
-        let target = hard.min(nr_open);
-        if target > soft {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
-        }
-    }
-}
-
-/// Binds and listens; returns the listener and its port, or the line to print.
-fn open_listener(port: u16, fault: Fault, nonblocking: bool) -> Result<(Socket, u16), String> {
-    let ip = if fault == Fault::BindAny {
-        // FAULT(BindAny): every interface instead of loopback only.
-        Ipv4Addr::UNSPECIFIED
-    } else {
-        Ipv4Addr::LOCALHOST
-    };
-    let addr = SocketAddrV4::new(ip, port);
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)
-        .map_err(|e| format!("cannot create a socket: {e}"))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
-    sock.bind(&addr.into())
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    sock.listen(BACKLOG)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    sock.set_nonblocking(nonblocking)
-        .map_err(|e| format!("cannot set O_NONBLOCK on the listener: {e}"))?;
-    let port = sock
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map(|a| a.port())
-        .ok_or_else(|| format!("cannot read the local address of {addr}"))?;
-    Ok((sock, port))
-}
-
-fn is_out_of_fds(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error().map(Errno::from_raw),
-        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
-    )
-}
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Reading and echoing lines.
-    Open,
-    /// The client ended its input: send what is pending, then close.
-    Closing,
-    /// `quit` or a too-long line: send what is pending, then shut down writing.
-    Ending,
-    /// Writing is shut down: discard input until the client closes.
-    Lingering,
-}
-
-/// What to do with a connection after serving it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Next {
-    Keep,
-    Close,
 }
 
 struct Conn {
@@ -488,17 +364,6 @@ impl Conn {
         }
         self.advance(fault)
     }
-}
-
-fn is_quit(head: &[u8], tail: &[u8]) -> bool {
-    let len = head.len() + tail.len();
-    if len > 6 {
-        return false;
-    }
-    let mut line = [0; 6];
-    line[..head.len()].copy_from_slice(head);
-    line[head.len()..len].copy_from_slice(tail);
-    matches!(&line[..len], b"quit\n" | b"quit\r\n")
 }
 
 /// The single-threaded readiness loop (ppoll, or epoll for FAULT(UsesEpoll)).
@@ -755,17 +620,6 @@ impl Server {
         }
         // Otherwise dropping `conn` closes the socket.
         self.accept_paused_until = None;
-    }
-}
-
-/// Blocking accept, retrying what a server should survive.
-fn accept_blocking(listener: &Socket) -> Socket {
-    loop {
-        match listener.accept() {
-            Ok((sock, _)) => return sock,
-            Err(e) if is_out_of_fds(&e) => thread::sleep(ACCEPT_PAUSE),
-            Err(_) => {}
-        }
     }
 }
 

@@ -15,18 +15,20 @@
 //!
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
+use broken::common::{
+    ACCEPT_PAUSE, Next, Phase, accept_blocking, announce, is_out_of_fds, is_quit, listen_or_exit,
+    port_or_exit, program_name, raise_nofile_limit,
+};
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::path::Path;
+use std::io;
+use std::net::{Ipv4Addr, Shutdown};
 use std::process;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
 /// Longest line, counting its `\n`.
 const MAX_LINE: usize = 8192;
@@ -38,10 +40,6 @@ const READ_BUF: usize = 32 * 1024;
 const READ_ONCE_BUF: usize = 4096;
 /// Most events one `epoll_wait` call returns.
 const MAX_EVENTS: usize = 64;
-/// `listen(2)` backlog (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-/// How long to stop accepting after running out of file descriptors.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Reply to a line longer than [`MAX_LINE`].
 const TOO_LONG: &[u8] = b"ERR line too long\n";
 /// The epoll `data` token of the listening socket; a client's token is its slab index.
@@ -89,27 +87,14 @@ pub enum Fault {
 /// Runs the echo server in the given mode with the given fault, exiting 2 on a usage
 /// error and 1 on a fatal error. Never returns.
 pub fn run(mode: Mode, fault: Fault) -> ! {
-    let prog = program_name();
+    let prog = program_name("broken_epoll");
 
-    let port = match parse_args() {
-        Ok(port) => port,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            eprintln!("usage: {prog} [--port PORT]");
-            process::exit(2);
-        }
-    };
+    let port = port_or_exit(&prog);
 
     raise_nofile_limit();
 
     let threads = fault == Fault::ThreadPerClient;
-    let (listener, port) = match open_listener(port, !threads) {
-        Ok(bound) => bound,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            process::exit(1);
-        }
-    };
+    let (listener, port) = listen_or_exit(&prog, Ipv4Addr::LOCALHOST, port, !threads);
 
     // Everything the server keeps open while idle exists before it reports listening.
     let server = if threads {
@@ -124,10 +109,7 @@ pub fn run(mode: Mode, fault: Fault) -> ! {
         }
     };
 
-    let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on 127.0.0.1:{port}");
-    let _ = stdout.flush();
-    drop(stdout);
+    announce(port);
 
     match server {
         Serving::Epoll(server) => server.run(),
@@ -141,114 +123,6 @@ enum Serving {
     Epoll(Box<Server>),
     /// FAULT(ThreadPerClient).
     Threads(Socket),
-}
-
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "broken_epoll".to_owned())
-}
-
-/// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
-fn parse_args() -> Result<u16, String> {
-    let mut port = 0;
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        let Some(arg) = arg.to_str() else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        if arg == "--port" {
-            let value = args.next().ok_or("--port needs a value")?;
-            port = parse_port(&value.to_string_lossy())?;
-        } else if let Some(value) = arg.strip_prefix("--port=") {
-            port = parse_port(value)?;
-        } else {
-            return Err(format!("unexpected argument '{arg}'"));
-        }
-    }
-    Ok(port)
-}
-
-fn parse_port(value: &str) -> Result<u16, String> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid port '{value}'"));
-    }
-    value
-        .parse()
-        .map_err(|_| format!("invalid port '{value}' (0-65535)"))
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit. Failing is not fatal.
-fn raise_nofile_limit() {
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    if soft >= hard || setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return;
-    }
-    // An unlimited hard limit is refused above fs.nr_open: take the most the kernel allows.
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
-    if let Some(nr_open) = nr_open {
-        let target = hard.min(nr_open);
-        if target > soft {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
-        }
-    }
-}
-
-/// Binds 127.0.0.1 and listens; returns the listener and its port, or the line to print.
-fn open_listener(port: u16, nonblocking: bool) -> Result<(Socket, u16), String> {
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)
-        .map_err(|e| format!("cannot create a socket: {e}"))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
-    sock.bind(&addr.into())
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    sock.listen(BACKLOG)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    sock.set_nonblocking(nonblocking)
-        .map_err(|e| format!("cannot set O_NONBLOCK on the listener: {e}"))?;
-    let port = sock
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map(|a| a.port())
-        .ok_or_else(|| format!("cannot read the local address of {addr}"))?;
-    Ok((sock, port))
-}
-
-fn is_out_of_fds(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error().map(Errno::from_raw),
-        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
-    )
-}
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Reading and echoing lines.
-    Open,
-    /// The client ended its input: send what is pending, then close.
-    Closing,
-    /// `quit` or a too-long line: send what is pending, then shut down writing.
-    Ending,
-    /// Writing is shut down: discard input until the client closes.
-    Lingering,
-}
-
-/// What to do with a connection after serving it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Next {
-    Keep,
-    Close,
 }
 
 /// What one `read` brought.
@@ -470,17 +344,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn is_quit(head: &[u8], tail: &[u8]) -> bool {
-    let len = head.len() + tail.len();
-    if len > 6 {
-        return false;
-    }
-    let mut line = [0; 6];
-    line[..head.len()].copy_from_slice(head);
-    line[head.len()..len].copy_from_slice(tail);
-    matches!(&line[..len], b"quit\n" | b"quit\r\n")
 }
 
 /// What one `accept` brought.
@@ -796,17 +659,6 @@ impl Server {
             return;
         }
         self.conns[slot] = Some(Conn::new(sock, events));
-    }
-}
-
-/// Blocking accept, retrying what a server should survive.
-fn accept_blocking(listener: &Socket) -> Socket {
-    loop {
-        match listener.accept() {
-            Ok((sock, _)) => return sock,
-            Err(e) if is_out_of_fds(&e) => thread::sleep(ACCEPT_PAUSE),
-            Err(_) => {}
-        }
     }
 }
 

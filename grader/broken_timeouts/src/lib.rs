@@ -14,24 +14,22 @@
 //!
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
+use broken::common::{Next, Phase, announce, listen_or_exit, program_name, raise_nofile_limit};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::net::{Ipv4Addr, Shutdown};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
 const MAX_LINE: usize = 8192;
 const HIGH_WATER: usize = 64 * 1024;
 const READ_BUF: usize = 16 * 1024;
 const MAX_EVENTS: usize = 64;
-const BACKLOG: i32 = 4096;
 const TOO_LONG: &[u8] = b"ERR line too long\n";
 const BYE: &[u8] = b"BYE idle\n";
 const LISTENER: u64 = u64::MAX;
@@ -73,7 +71,7 @@ struct Config {
 
 /// Runs the server with `fault`, exiting 2 on a usage error and 1 on a fatal error.
 pub fn run(fault: Fault) -> ! {
-    let prog = program_name();
+    let prog = program_name("broken_timeouts");
     let config = match parse_args() {
         Ok(config) => config,
         Err(msg) => {
@@ -83,13 +81,7 @@ pub fn run(fault: Fault) -> ! {
         }
     };
     raise_nofile_limit();
-    let (listener, port) = match open_listener(config.port) {
-        Ok(bound) => bound,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            process::exit(1);
-        }
-    };
+    let (listener, port) = listen_or_exit(&prog, Ipv4Addr::LOCALHOST, config.port, true);
     let server = match Server::new(prog.clone(), listener, config, fault) {
         Ok(server) => server,
         Err(msg) => {
@@ -97,21 +89,8 @@ pub fn run(fault: Fault) -> ! {
             process::exit(1);
         }
     };
-    let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on 127.0.0.1:{port}");
-    let _ = stdout.flush();
-    drop(stdout);
+    announce(port);
     server.run()
-}
-
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "broken_timeouts".to_owned())
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -143,52 +122,6 @@ fn parse_args() -> Result<Config, String> {
         }
     }
     Ok(config)
-}
-
-fn raise_nofile_limit() {
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
-
-fn open_listener(port: u16) -> Result<(Socket, u16), String> {
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)
-        .map_err(|e| format!("cannot create a socket: {e}"))?;
-    sock.set_reuse_address(true)
-        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
-    sock.bind(&addr.into())
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    sock.listen(BACKLOG)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| format!("cannot set O_NONBLOCK on the listener: {e}"))?;
-    let port = sock
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map(|a| a.port())
-        .ok_or_else(|| format!("cannot read the local address of {addr}"))?;
-    Ok((sock, port))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Open,
-    /// The client ended its input: send what is pending, then close.
-    Closing,
-    /// `quit` or a too-long line: send what is pending, then shut down writing.
-    Ending,
-    /// Writing is shut down: discard input until the client closes.
-    Lingering,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Next {
-    Keep,
-    Close,
 }
 
 struct Conn {

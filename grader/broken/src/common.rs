@@ -1,0 +1,176 @@
+//! What every deliberately broken echo server shares and never breaks: its
+//! command line, the fd limit, the listener, the `quit` test and the two
+//! small enums of a connection's life. The faults live in each crate's own
+//! connection and server code, not here.
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::process;
+use std::thread;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use socket2::{Domain, Socket, Type};
+
+const BACKLOG: i32 = 4096;
+/// How long a blocking accept waits when the process is out of fds.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading and echoing lines.
+    Open,
+    /// The client ended its input: send what is pending, then close.
+    Closing,
+    /// `quit` or a too-long line: send what is pending, then shut down writing.
+    Ending,
+    /// Writing is shut down: discard input until the client closes.
+    Lingering,
+}
+
+/// What to do with a connection after serving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Keep,
+    Close,
+}
+
+/// The name this program was run as, for its messages.
+pub fn program_name(default: &str) -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The port of `[--port PORT]`, or the usage message and exit status 2.
+pub fn port_or_exit(prog: &str) -> u16 {
+    parse_port_args().unwrap_or_else(|msg| {
+        eprintln!("{prog}: {msg}");
+        eprintln!("usage: {prog} [--port PORT]");
+        process::exit(2);
+    })
+}
+
+/// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
+fn parse_port_args() -> Result<u16, String> {
+    let mut port = 0;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        if arg == "--port" {
+            let value = args.next().ok_or("--port needs a value")?;
+            port = parse_port(&value.to_string_lossy())?;
+        } else if let Some(value) = arg.strip_prefix("--port=") {
+            port = parse_port(value)?;
+        } else {
+            return Err(format!("unexpected argument '{arg}'"));
+        }
+    }
+    Ok(port)
+}
+
+fn parse_port(value: &str) -> Result<u16, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid port '{value}'"));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("invalid port '{value}' (0-65535)"))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit. Failing is not fatal.
+pub fn raise_nofile_limit() {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard || setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return;
+    }
+    // An unlimited hard limit is refused above fs.nr_open: take the most the kernel allows.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    if let Some(nr_open) = nr_open {
+        let target = hard.min(nr_open);
+        if target > soft {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
+        }
+    }
+}
+
+/// Binds `ip:port` and listens, or prints why not and exits 1. Returns the
+/// listener and its port.
+pub fn listen_or_exit(prog: &str, ip: Ipv4Addr, port: u16, nonblocking: bool) -> (Socket, u16) {
+    open_listener(ip, port, nonblocking).unwrap_or_else(|msg| {
+        eprintln!("{prog}: {msg}");
+        process::exit(1);
+    })
+}
+
+fn open_listener(ip: Ipv4Addr, port: u16, nonblocking: bool) -> Result<(Socket, u16), String> {
+    let addr = SocketAddrV4::new(ip, port);
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)
+        .map_err(|e| format!("cannot create a socket: {e}"))?;
+    sock.set_reuse_address(true)
+        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
+    sock.bind(&addr.into())
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    sock.listen(BACKLOG)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    sock.set_nonblocking(nonblocking)
+        .map_err(|e| format!("cannot set O_NONBLOCK on the listener: {e}"))?;
+    let port = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .ok_or_else(|| format!("cannot read the local address of {addr}"))?;
+    Ok((sock, port))
+}
+
+/// The contract's `listening on` line, flushed.
+pub fn announce(port: u16) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on 127.0.0.1:{port}");
+    let _ = stdout.flush();
+}
+
+pub fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
+}
+
+/// Whether a line split in two pieces (a partial line kept from an earlier
+/// read, and the rest) is `quit`.
+pub fn is_quit(head: &[u8], tail: &[u8]) -> bool {
+    let len = head.len() + tail.len();
+    if len > 6 {
+        return false;
+    }
+    let mut line = [0; 6];
+    line[..head.len()].copy_from_slice(head);
+    line[head.len()..len].copy_from_slice(tail);
+    matches!(&line[..len], b"quit\n" | b"quit\r\n")
+}
+
+/// Blocking accept, retrying what a server should survive.
+pub fn accept_blocking(listener: &Socket) -> Socket {
+    loop {
+        match listener.accept() {
+            Ok((sock, _)) => return sock,
+            Err(e) if is_out_of_fds(&e) => thread::sleep(ACCEPT_PAUSE),
+            Err(_) => {}
+        }
+    }
+}
