@@ -23,6 +23,25 @@ pub struct Check {
     pub limit: Duration,
 }
 
+impl Check {
+    /// A check worth `points`, stopped after `limit_secs` seconds.
+    pub fn new(
+        name: &'static str,
+        points: u32,
+        description: &'static str,
+        run: fn(&Ctx) -> Outcome,
+        limit_secs: u64,
+    ) -> Check {
+        Check {
+            name,
+            points,
+            description,
+            run,
+            limit: Duration::from_secs(limit_secs),
+        }
+    }
+}
+
 pub type Outcome = Result<(), Verdict>;
 
 /// Why a check did not pass.

@@ -75,13 +75,7 @@ fn secs(n: u64) -> Duration {
 
 /// The checks every echo lab shares, in the order they run.
 pub fn checks() -> Vec<Check> {
-    let check = |name, points, description, run: fn(&Ctx) -> Outcome, limit| Check {
-        name,
-        points,
-        description,
-        run,
-        limit: secs(limit),
-    };
+    let check = Check::new;
     vec![
         check(
             "basic_echo",

@@ -12,13 +12,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, points, description, run: fn(&Ctx) -> Outcome, limit| Check {
-        name,
-        points,
-        description,
-        run,
-        limit: Duration::from_secs(limit),
-    };
+    let check = Check::new;
     vec![
         check(
             "registration",

@@ -38,13 +38,7 @@ const HALF: usize = 48 * 1024;
 const KEEP: usize = 32 << 20;
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, points, description, run: fn(&Ctx) -> Outcome, limit| Check {
-        name,
-        points,
-        description,
-        run,
-        limit: Duration::from_secs(limit),
-    };
+    let check = Check::new;
     vec![
         check(
             "pipe_copy",

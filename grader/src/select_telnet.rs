@@ -34,13 +34,7 @@ const PROMPT_LATENCY: Duration = Duration::from_millis(200);
 const CLOSED_MESSAGE: &str = "Connection closed by foreign host.";
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, points, description, run: fn(&Ctx) -> Outcome| Check {
-        name,
-        points,
-        description,
-        run,
-        limit: Duration::from_secs(40),
-    };
+    let check = |name, points, description, run| Check::new(name, points, description, run, 40);
     vec![
         check(
             "round_trip",

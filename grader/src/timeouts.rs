@@ -62,13 +62,7 @@ fn secs_f(d: Duration) -> String {
 }
 
 pub fn checks() -> Vec<Check> {
-    let check = |name, points, description, run: fn(&Ctx) -> Outcome, limit| Check {
-        name,
-        points,
-        description,
-        run,
-        limit: Duration::from_secs(limit),
-    };
+    let check = Check::new;
     vec![
         check(
             "idle_close",
