@@ -218,7 +218,8 @@ pub fn first_difference(expected: &[u8], got: &[u8]) -> Option<String> {
         if data.is_empty() {
             return "nothing".to_string();
         }
-        let before = escape(&data[from.min(data.len())..at.min(data.len())]);
+        // `at` is within both inputs or just past the end of the shorter.
+        let before = escape(&data[from..at]);
         match data.get(at) {
             Some(byte) => {
                 let after = escape(&data[at + 1..(at + 24).min(data.len())]);
