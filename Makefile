@@ -94,7 +94,7 @@ endif
 # under many idle and active clients; a table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := nonblocking_read poll_echo epoll_lt epoll_et timeouts select_telnet timeouts
+BENCH_LABS := poll_echo epoll_lt epoll_et timeouts
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi

@@ -6,7 +6,7 @@
 //! few system calls per round trip whatever the number of connections, and
 //! the server under test is what gets measured.
 
-use grader::transcript::{first_difference, quote};
+use grader::harness::text::{first_difference, quote};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};

@@ -1,7 +1,7 @@
 //! The sweep's results as a table, a few findings and a CSV.
 
 use crate::sweep::{Plan, Point};
-use grader::transcript::thousands;
+use grader::harness::text::thousands;
 use std::fmt::Write;
 use std::time::Duration;
 

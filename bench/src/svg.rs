@@ -5,7 +5,7 @@
 //! axis break.
 
 use crate::sweep::{Plan, Point};
-use grader::transcript::thousands;
+use grader::harness::text::thousands;
 use std::fmt::Write;
 
 const PANEL_W: f64 = 430.0;

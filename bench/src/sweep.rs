@@ -12,7 +12,7 @@
 //! one point to the next instead of being opened anew.
 
 use crate::load::{self, ActiveSet, IdlePool, Measure, Target};
-use grader::process::{Program, Registry, SpawnOptions};
+use grader::harness::process::{Program, Registry, SpawnOptions};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -240,7 +240,7 @@ fn start<'a>(
     match program.wait_listening(Duration::from_secs(10)) {
         Ok(port) => {
             running.target.addr.set_port(port);
-            running.base_fds = grader::proc::open_fds(program.pid).unwrap_or(0);
+            running.base_fds = grader::harness::proc::open_fds(program.pid).unwrap_or(0);
             running.pool = Some(IdlePool::new(running.target));
         }
         Err(err) => running.failure = Some(err),
@@ -381,7 +381,7 @@ fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
         .map_err(|err| format!("{err} (holding {} already)", pool.len()))?;
     let deadline = Instant::now() + ACCEPT_WITHIN;
     loop {
-        let held = grader::proc::open_fds(program.pid)
+        let held = grader::harness::proc::open_fds(program.pid)
             .unwrap_or(0)
             .saturating_sub(server.base_fds);
         if held >= idle {

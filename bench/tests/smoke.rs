@@ -149,7 +149,7 @@ impl Baseline {
             line.push(byte[0]);
         }
         let line = String::from_utf8(line).unwrap();
-        let port = grader::process::parse_listening(&line).expect(&line);
+        let port = grader::harness::process::parse_listening(&line).expect(&line);
         Baseline(child, port)
     }
 

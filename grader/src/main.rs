@@ -6,8 +6,8 @@
 //! Exit status: 0 when every check passed, 1 when any did not, 2 for a usage
 //! error (unknown lab or check, missing program).
 
-use grader::labs::{self, COURSE};
-use grader::process::resolve_bin;
+use grader::course::{self, LABS};
+use grader::harness::process::resolve_bin;
 use grader::report::{LabReport, Style};
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,17 +46,8 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 fn lab_list() -> String {
-    let graded: Vec<&str> = labs::all().iter().map(|lab| lab.name).collect();
-    COURSE
-        .iter()
-        .map(|(name, summary)| {
-            let state = if graded.contains(name) {
-                ""
-            } else {
-                " (not gradable yet)"
-            };
-            format!("  {name:<18} {summary}{state}")
-        })
+    LABS.iter()
+        .map(|lab| format!("  {:<18} {}", lab.name, lab.summary))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -67,19 +58,16 @@ fn list(lab: Option<&str>) -> ExitCode {
             println!("labs:\n{}", lab_list());
             ExitCode::SUCCESS
         }
-        Some(name) => match labs::find(name) {
+        Some(name) => match course::find(name) {
             None => usage_error(&format!(
                 "unknown lab '{name}'; the labs are:\n{}",
                 lab_list()
             )),
             Some(lab) => {
-                let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+                let max: u32 = lab.max_points();
                 println!("{} ({} points): {}", lab.name, max, lab.summary);
-                for check in &lab.checks {
-                    println!(
-                        "  {:<22} {:>3}  {}",
-                        check.name, check.points, check.description
-                    );
+                for check in lab.checks() {
+                    println!("  {:<22} {:>3}  {}", check.name, check.points, check.title);
                 }
                 ExitCode::SUCCESS
             }
@@ -181,20 +169,14 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let Some(lab) = labs::find(&options.lab) else {
-        let known = COURSE.iter().any(|(name, _)| *name == options.lab);
-        let why = if known {
-            "has no checks yet"
-        } else {
-            "is not a lab"
-        };
+    let Some(lab) = course::find(&options.lab) else {
         return usage_error(&format!(
-            "'{}' {why}; the labs are:\n{}",
+            "'{}' is not a lab; the labs are:\n{}",
             options.lab,
             lab_list()
         ));
     };
-    let names: Vec<&str> = lab.checks.iter().map(|c| c.name).collect();
+    let names: Vec<&str> = lab.checks().map(|c| c.name).collect();
     if let Some(unknown) = options.only.iter().find(|o| !names.contains(&o.as_str())) {
         return usage_error(&format!(
             "{} has no check '{unknown}'; its checks: {}",
@@ -211,7 +193,7 @@ fn main() -> ExitCode {
     if human {
         emit(&LabReport::header(lab.name, &options.bin));
     }
-    let report = grader::grade(&lab, &bin, &options.only, |check| {
+    let report = grader::grade(lab, &bin, &options.only, |check| {
         if human {
             emit(&check.styled(options.verbose, style));
         }
@@ -235,18 +217,18 @@ fn hint(args: &[String]) -> ExitCode {
     let (Some(name), rest) = (args.first(), args.get(1..).unwrap_or_default()) else {
         return usage_error("usage: grader hint <lab> [CHECK]");
     };
-    let Some(lab) = labs::find(name) else {
+    let Some(lab) = course::find(name) else {
         return usage_error(&format!(
             "unknown lab '{name}'; the labs are:\n{}",
             lab_list()
         ));
     };
     let checks: Vec<&grader::check::Check> = match rest.first() {
-        None => lab.checks.iter().collect(),
-        Some(wanted) => match lab.checks.iter().find(|c| c.name == wanted) {
+        None => lab.checks().collect(),
+        Some(wanted) => match lab.checks().find(|c| c.name == wanted) {
             Some(check) => vec![check],
             None => {
-                let names: Vec<&str> = lab.checks.iter().map(|c| c.name).collect();
+                let names: Vec<&str> = lab.checks().map(|c| c.name).collect();
                 return usage_error(&format!(
                     "{} has no check '{wanted}'; its checks: {}",
                     lab.name,
@@ -257,14 +239,13 @@ fn hint(args: &[String]) -> ExitCode {
     };
     let mut text = Vec::new();
     for check in checks {
-        let hint = grader::hints::hint(lab.name, check.name)
-            .unwrap_or_else(|| "(no hint written yet)".to_string());
+        let hint = course::hint(lab, check).unwrap_or_else(|| "(no hint written yet)".to_string());
         text.push(format!(
             "{} ({} points): {}\n{}",
             check.name,
             check.points,
-            check.description,
-            grader::process::indent(&hint, "    ")
+            check.title,
+            grader::harness::text::indent(&hint, "    ")
         ));
     }
     emit(&text.join("\n\n"));
@@ -305,17 +286,17 @@ fn all(args: Vec<String>) -> ExitCode {
     };
     let style = Style::for_stdout();
     let mut rows = Vec::new();
-    if let Some(unknown) = only_labs.iter().find(|l| labs::find(l).is_none()) {
+    if let Some(unknown) = only_labs.iter().find(|l| course::find(l).is_none()) {
         return usage_error(&format!(
             "unknown lab '{unknown}'; the labs are:\n{}",
             lab_list()
         ));
     }
-    let chosen = labs::all()
-        .into_iter()
+    let chosen = LABS
+        .iter()
         .filter(|lab| only_labs.is_empty() || only_labs.iter().any(|l| l == lab.name));
     for lab in chosen {
-        let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+        let max: u32 = lab.max_points();
         let path = std::path::Path::new(&dir).join(format!("{}{suffix}", lab.name));
         emit("");
         if not_built.iter().any(|n| n == lab.name) {
@@ -336,7 +317,7 @@ fn all(args: Vec<String>) -> ExitCode {
             continue;
         }
         emit(&LabReport::header(lab.name, &path.display().to_string()));
-        let report = grader::grade(&lab, &path, &[], |check| {
+        let report = grader::grade(lab, &path, &[], |check| {
             emit(&check.styled(false, style));
         });
         emit(&report.footer());
@@ -416,7 +397,7 @@ fn watch(args: Vec<String>) -> ExitCode {
     if build.is_empty() {
         return usage_error("grader watch needs a build command after --");
     }
-    let Some(lab) = labs::find(&lab) else {
+    let Some(lab) = course::find(&lab) else {
         return usage_error(&format!(
             "unknown lab '{lab}'; the labs are:\n{}",
             lab_list()
@@ -444,7 +425,7 @@ fn zero(args: &[String]) -> ExitCode {
     let (Some(name), Some(why)) = (args.first(), args.get(1)) else {
         return usage_error("usage: grader zero <lab> WHY|@FILE");
     };
-    let Some(lab) = labs::find(name) else {
+    let Some(lab) = course::find(name) else {
         return usage_error(&format!("unknown lab '{name}'"));
     };
     let why = match why.strip_prefix('@') {
@@ -463,7 +444,11 @@ fn zero(args: &[String]) -> ExitCode {
     } else {
         why
     };
-    let json = grader::report::gradescope_zero(&lab, why.trim_end());
+    let json = grader::report::gradescope_zero(
+        lab.name,
+        &lab.checks().collect::<Vec<_>>(),
+        why.trim_end(),
+    );
     emit(&serde_json::to_string_pretty(&json).unwrap());
     ExitCode::SUCCESS
 }
@@ -508,13 +493,13 @@ fn batch(args: Vec<String>) -> ExitCode {
     let [lab, dir] = positional.as_slice() else {
         return usage_error("usage: grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...]");
     };
-    let Some(lab) = labs::find(lab) else {
+    let Some(lab) = course::find(lab) else {
         return usage_error(&format!(
             "unknown lab '{lab}'; the labs are:\n{}",
             lab_list()
         ));
     };
-    let names: Vec<&str> = lab.checks.iter().map(|c| c.name).collect();
+    let names: Vec<&str> = lab.checks().map(|c| c.name).collect();
     if let Some(unknown) = only.iter().find(|o| !names.contains(&o.as_str())) {
         return usage_error(&format!("{} has no check '{unknown}'", lab.name));
     }

@@ -1,6 +1,7 @@
 //! Reports: the human checklist, a stable JSON format, Gradescope's results.json.
 
-use crate::process::indent;
+use crate::check::Check;
+use crate::harness::text::indent;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct CheckReport {
     pub message: String,
     /// Measurements, shown with `--verbose`.
     pub notes: Vec<String>,
-    /// What to try when this check fails (`grader/hints/`).
+    /// What to try when this check fails (the `hints.txt` of its suite).
     pub hint: Option<String>,
     /// The check failed, was run again and passed: the program is flaky.
     pub flaky: bool,
@@ -77,7 +78,7 @@ impl Style {
     /// The first difference between « » (see `transcript::first_difference`):
     /// in reverse video on a terminal, the marks kept when plain.
     pub fn marks(self, text: &str) -> String {
-        use crate::transcript::{MARK_END, MARK_START};
+        use crate::harness::text::{MARK_END, MARK_START};
         match self {
             Style::Plain => text.to_string(),
             Style::Colour => text
@@ -245,18 +246,18 @@ impl LabReport {
 
 /// Gradescope's results.json for a program that could not be graded at all
 /// (it does not compile, or the grader itself failed): every check 0.
-pub fn gradescope_zero(lab: &crate::labs::Lab, why: &str) -> Value {
-    let max: u32 = lab.checks.iter().map(|c| c.points).sum();
+pub fn gradescope_zero(lab: &str, checks: &[&Check], why: &str) -> Value {
+    let max: u32 = checks.iter().map(|c| c.points).sum();
     json!({
         "score": 0,
         "max_score": max,
-        "output": format!("{}: 0/{max}: {why}", lab.name),
-        "tests": lab.checks.iter().map(|c| json!({
+        "output": format!("{lab}: 0/{max}: {why}"),
+        "tests": checks.iter().map(|c| json!({
             "name": c.name,
             "score": 0,
             "max_score": c.points,
             "status": "failed",
-            "output": format!("{}\n\nnot run: {why}", c.description),
+            "output": format!("{}\n\nnot run: {why}", c.title),
         })).collect::<Vec<_>>(),
     })
 }

@@ -6,7 +6,7 @@
 //! that saves through a swap file and a rename is seen like one that writes
 //! in place; the burst of events a save makes is waited out before building.
 
-use crate::labs::Lab;
+use crate::course::Lab;
 use crate::report::{CheckReport, Status, Style};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::io::Write;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// What to watch, build and grade.
 pub struct Watch {
-    pub lab: Lab,
+    pub lab: &'static Lab,
     /// The lab's source directory (watched recursively).
     pub src: PathBuf,
     /// The program the build produces.
@@ -76,7 +76,7 @@ fn round(watch: &Watch, style: Style) {
         }
     }
     let mut first_failure: Option<CheckReport> = None;
-    let report = crate::grade(&watch.lab, &watch.bin, &watch.only, |check| {
+    let report = crate::grade(watch.lab, &watch.bin, &watch.only, |check| {
         say(&check.line(style));
         if check.status != Status::Pass && first_failure.is_none() {
             first_failure = Some(check.clone());

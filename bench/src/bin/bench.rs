@@ -3,7 +3,7 @@
 
 use bench::report;
 use bench::sweep::{self, Pinning, Plan, Server, Step};
-use grader::transcript::thousands;
+use grader::harness::text::thousands;
 use labkit::{Args, OrFail, fail, usage_error};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("threads", "bench_threads_echo"),
     ("tokio", "bench_tokio_echo"),
 ];
-const ECHO_LABS: &[&str] = &["poll_echo", "epoll_lt", "epoll_et", "timeouts"];
 /// fds the generator needs besides its connections (stdio, epoll, pipes).
 const FD_SLACK: u64 = 64;
 
@@ -194,7 +193,7 @@ fn servers(args: &Args) -> Vec<Server> {
         });
     }
     if let Some((lab, bin)) = yours {
-        let path = grader::process::resolve_bin(&bin).unwrap_or_else(|err| fail(err));
+        let path = grader::harness::process::resolve_bin(&bin).unwrap_or_else(|err| fail(err));
         // The timeouts lab closes idle connections after 10 s by default:
         // idle here means silent, not abandoned.
         let args = if lab == "timeouts" {
@@ -218,9 +217,14 @@ fn your_server(args: &Args) -> Option<(String, String)> {
     match (bin.is_empty(), lab.is_empty()) {
         (true, true) => None,
         (false, false) => {
-            if !ECHO_LABS.contains(&lab.as_str()) {
+            let echo_labs: Vec<&str> = grader::course::LABS
+                .iter()
+                .filter(|l| l.bench)
+                .map(|l| l.name)
+                .collect();
+            if !echo_labs.contains(&lab.as_str()) {
                 usage_error(
-                    format!("--lab must be one of {}, not '{lab}'", ECHO_LABS.join(", ")),
+                    format!("--lab must be one of {}, not '{lab}'", echo_labs.join(", ")),
                     USAGE,
                 );
             }
@@ -233,7 +237,7 @@ fn your_server(args: &Args) -> Option<(String, String)> {
 /// Keeps every idle count within the fd limit (ours and the servers', which
 /// start at our hard limit); says so when it had to.
 fn cap_idle(plan: &mut Plan) -> Vec<String> {
-    let limit = grader::process::raise_own_fd_limit();
+    let limit = grader::harness::process::raise_own_fd_limit();
     let most_active = plan.active.iter().copied().max().unwrap_or(1) as u64;
     let room = limit.saturating_sub(most_active + FD_SLACK) as usize;
     let mut notes = Vec::new();

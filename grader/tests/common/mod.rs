@@ -6,7 +6,7 @@
 use grader::report::{LabReport, Status};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -20,26 +20,17 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
-/// The packages whose release binaries the tests run.
-const PACKAGES: &[&str] = &[
-    "poll_echo",
-    "poll_echo_solution",
-    "epoll_lt",
-    "epoll_lt_solution",
-    "epoll_et",
-    "epoll_et_solution",
-    "broken",
-    "broken_epoll",
-    "nonblocking_read",
-    "nonblocking_read_solution",
-    "broken_nonblocking",
-    "timeouts",
-    "timeouts_solution",
-    "broken_timeouts",
-    "select_telnet",
-    "select_telnet_solution",
-    "broken_telnet",
-];
+/// The packages whose release binaries the tests run: every lab's stub,
+/// solution and broken programs, from the registry.
+fn packages() -> Vec<&'static str> {
+    let mut packages: Vec<&str> = grader::course::LABS
+        .iter()
+        .flat_map(|lab| [lab.stub, lab.solution, lab.broken])
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
 
 /// Path of a release binary, built (once per test process) if needed.
 pub fn bin(name: &str) -> PathBuf {
@@ -49,7 +40,7 @@ pub fn bin(name: &str) -> PathBuf {
         cargo
             .current_dir(workspace())
             .args(["build", "--quiet", "--release"]);
-        for package in PACKAGES {
+        for package in packages() {
             cargo.args(["-p", package]);
         }
         let status = cargo.status().expect("run cargo build");
@@ -77,11 +68,25 @@ pub fn exclusive() -> Flock<File> {
 /// Grades the release binary `name` as `lab`, only the checks in `only` (all
 /// if empty).
 pub fn grade(lab: &str, name: &str, only: &[&str]) -> LabReport {
-    let bin = bin(name);
-    let lab = grader::labs::find(lab).expect("known lab");
+    grade_path(lab, &program(name), only)
+}
+
+/// A correct or broken program: a binary of the workspace by name, or a
+/// script by its path from the workspace root.
+pub fn program(name: &str) -> PathBuf {
+    if name.contains('/') {
+        workspace().join(name)
+    } else {
+        bin(name)
+    }
+}
+
+/// Grades the program at `bin` as `lab`.
+pub fn grade_path(lab: &str, bin: &Path, only: &[&str]) -> LabReport {
+    let lab = grader::course::find(lab).expect("known lab");
     let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
     let _lock = exclusive();
-    grader::grade(&lab, &bin, &only, |_| {})
+    grader::grade(lab, bin, &only, |_| {})
 }
 
 /// Every check's line and message, for assertion messages.
@@ -157,7 +162,7 @@ pub fn normalised(report: &LabReport) -> String {
 /// Compares the normalised report with `grader/tests/fixtures/<name>.txt`:
 /// a change to a message is a reviewed change to a fixture. With
 /// UPDATE_FIXTURES=1 the fixture is (re)written instead.
-pub fn pin(name: &str, report: &LabReport) {
+pub fn pin(name: &str, report: &LabReport) -> Result<(), String> {
     let path = workspace()
         .join("grader/tests/fixtures")
         .join(format!("{name}.txt"));
@@ -165,50 +170,40 @@ pub fn pin(name: &str, report: &LabReport) {
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &actual).unwrap();
-        return;
+        return Ok(());
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
+    let Ok(expected) = std::fs::read_to_string(&path) else {
+        return Err(format!(
             "no fixture {}; run UPDATE_FIXTURES=1 cargo test -p grader to write it, then review it.\nthe report:\n{actual}",
             path.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "the grader's report differs from {}:\n--- fixture\n{expected}\n--- now\n{actual}\n(if the change is intended: UPDATE_FIXTURES=1 cargo test -p grader, and review the diff)",
-        path.display()
-    );
-}
-
-/// Grades `bin` as `lab` on `check` alone: the check must fail, its message
-/// must contain `hint` (the mistake named), and the report must match its
-/// pinned fixture.
-pub fn assert_mistake(lab: &str, bin: &str, check: &str, hint: &str) {
-    let report = grade(lab, bin, &[check]);
-    let result = &report.checks[0];
-    assert_eq!(
-        result.status,
-        Status::Fail,
-        "{bin} passed {lab}/{check}:\n{}",
-        explain(&report)
-    );
-    assert!(
-        result.message.contains(hint),
-        "{bin} failed {lab}/{check}, but the message does not say {hint:?}:\n{}",
-        result.message
-    );
-    pin(&format!("{lab}/{bin}-{check}"), &report);
-}
-
-/// Every check in `checks` is named (as `"check",`) in the test `source`,
-/// i.e. some broken program in its table is there to fail it.
-pub fn assert_every_check_proven(source: &str, checks: &[grader::check::Check], what: &str) {
-    for check in checks {
-        let needle = format!("\"{}\",", check.name);
-        assert!(
-            source.contains(&needle),
-            "no {what} proves the check {}",
-            check.name
-        );
+        ));
+    };
+    if expected != actual {
+        return Err(format!(
+            "the grader's report differs from {}:\n--- fixture\n{expected}\n--- now\n{actual}\n(if the change is intended: UPDATE_FIXTURES=1 cargo test -p grader, and review the diff)",
+            path.display()
+        ));
     }
+    Ok(())
+}
+
+/// Grades `program` as `lab` on `check` alone: the check must fail, its
+/// message must contain `cause` (the mistake named), and the report must
+/// match its pinned fixture, `<lab>/<program>-<check>.txt`.
+pub fn mistake(lab: &str, program: &str, check: &str, cause: &str) -> Result<(), String> {
+    let report = grade(lab, program, &[check]);
+    let result = &report.checks[0];
+    if result.status != Status::Fail {
+        return Err(format!(
+            "{program} did not fail {lab}/{check}:\n{}",
+            explain(&report)
+        ));
+    }
+    if !result.message.contains(cause) {
+        return Err(format!(
+            "{program} failed {lab}/{check}, but the message does not say {cause:?}:\n{}",
+            result.message
+        ));
+    }
+    pin(&format!("{lab}/{program}-{check}"), &report)
 }

@@ -1,3 +1,0 @@
-fn main() {
-    broken::run(broken::Fault::BindAny)
-}

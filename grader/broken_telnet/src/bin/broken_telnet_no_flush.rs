@@ -1,5 +1,0 @@
-use broken_telnet::Fault;
-
-fn main() {
-    broken_telnet::run(Fault::NoFlush)
-}

@@ -1,0 +1,320 @@
+//! The course registry: every lab, in teaching order, and everything the
+//! rest of the project needs to know about it. `grader --list`, `grader
+//! all`, hints, batch, Gradescope, the watch loop and the tests all read this
+//! table; `grader/tests/course.rs` fails if a lab's folders, packages,
+//! handout, contract section or Makefile entry are missing.
+//!
+//! Adding a lab: one entry here, its suite in `grader/src/suites/<family>/`
+//! (checks and `hints.txt`), its broken programs in
+//! `grader/broken/<family>/`, its stub in `labs/<lab>`, its solution in
+//! `solutions/<lab>`, its handout in `docs/labs/<lab>.md` and its section in
+//! `docs/CONTRACT.md`.
+
+use crate::check::{Check, Suite};
+use crate::harness::proc::nr;
+use crate::suites;
+
+/// A lab of the course.
+pub struct Lab {
+    pub name: &'static str,
+    /// One line, for `--list` and reports.
+    pub summary: &'static str,
+    /// How the program must wait while it has nothing to do.
+    pub idle: Idle,
+    /// Its checks, suite by suite, in the order they run.
+    pub suites: &'static [&'static Suite],
+    /// For the echo servers: what the shared echo checks expect of this lab.
+    pub echo: Option<EchoLab>,
+    /// The student's package, `labs/<name>` (its binary has the same name).
+    pub stub: &'static str,
+    /// The reference solution's package, `solutions/<name>`.
+    pub solution: &'static str,
+    /// The package of its broken programs, `grader/broken/<family>`.
+    pub broken: &'static str,
+    /// Other correct programs, written apart from the reference (binaries of
+    /// the workspace, or paths from the workspace root to scripts in other
+    /// languages): each must score full marks.
+    pub correct: &'static [&'static str],
+    /// Whether `make bench LAB=<name>` can add the student's program to the
+    /// bench's sweep (it is a line echo server).
+    pub bench: bool,
+}
+
+/// The system calls a lab's program may sleep in while idle, and how the
+/// messages and hints talk about them.
+pub struct Idle {
+    pub syscalls: &'static [u64],
+    /// `poll or ppoll`: what messages call them.
+    pub names: &'static str,
+    /// `poll`: the one call the hints mean by `{api}`.
+    pub call: &'static str,
+    /// How to use them, for the likely-cause line.
+    pub how: &'static str,
+}
+
+/// What the shared echo checks expect of one echo lab.
+pub struct EchoLab {
+    /// Simultaneous clients the server must serve.
+    pub clients: usize,
+    /// Extra command-line arguments every echo check starts the server with.
+    pub args: &'static [&'static str],
+}
+
+const POLL: Idle = Idle {
+    syscalls: &[nr::POLL, nr::PPOLL],
+    names: "poll or ppoll",
+    call: "poll",
+    how: "wait for all sockets at once with nix::poll::poll",
+};
+
+const EPOLL: Idle = Idle {
+    syscalls: &[nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::EPOLL_PWAIT2],
+    names: "epoll_wait, epoll_pwait or epoll_pwait2",
+    call: "epoll_wait",
+    how: "wait for all sockets at once with nix::sys::epoll::Epoll::wait",
+};
+
+pub static LABS: &[Lab] = &[
+    Lab {
+        name: "nonblocking_read",
+        summary: "copy a pipe, FIFO or file to stdout in non-blocking mode",
+        idle: Idle {
+            syscalls: &[nr::NANOSLEEP, nr::CLOCK_NANOSLEEP],
+            names: "nanosleep or clock_nanosleep",
+            call: "read",
+            how: "sleep a little after EAGAIN (std::thread::sleep) before reading again",
+        },
+        suites: &[&suites::nonblocking_read::SUITE],
+        echo: None,
+        stub: "nonblocking_read",
+        solution: "nonblocking_read_solution",
+        broken: "broken_nonblocking_read",
+        correct: &[
+            "correct_nonblocking_read",
+            "grader/tests/impls/nonblocking_read.py",
+        ],
+        bench: false,
+    },
+    Lab {
+        name: "poll_echo",
+        summary: "line echo server on poll(2)",
+        idle: POLL,
+        suites: &[&suites::echo::SUITE],
+        echo: Some(EchoLab {
+            clients: 1000,
+            args: &[],
+        }),
+        stub: "poll_echo",
+        solution: "poll_echo_solution",
+        broken: "broken_echo",
+        correct: &["correct_poll_echo", "grader/tests/impls/poll_echo.py"],
+        bench: true,
+    },
+    Lab {
+        name: "epoll_lt",
+        summary: "line echo server on level-triggered epoll, 10,000 clients",
+        idle: EPOLL,
+        suites: &[&suites::echo::SUITE, &suites::epoll::SUITE],
+        echo: Some(EchoLab {
+            clients: 10_000,
+            args: &[],
+        }),
+        stub: "epoll_lt",
+        solution: "epoll_lt_solution",
+        broken: "broken_epoll",
+        // The poll crate's epoll server is a correct level-triggered one.
+        correct: &["correct_epoll_lt", "broken_poll_echo_uses_epoll"],
+        bench: true,
+    },
+    Lab {
+        name: "epoll_et",
+        summary: "line echo server on edge-triggered epoll, draining until EAGAIN, 10,000 clients",
+        idle: EPOLL,
+        suites: &[&suites::echo::SUITE, &suites::epoll::SUITE],
+        echo: Some(EchoLab {
+            clients: 10_000,
+            args: &[],
+        }),
+        stub: "epoll_et",
+        solution: "epoll_et_solution",
+        broken: "broken_epoll",
+        correct: &["correct_epoll_et"],
+        bench: true,
+    },
+    Lab {
+        name: "timeouts",
+        summary: "epoll echo server with idle timeouts and a periodic tick",
+        idle: Idle {
+            how: "wait for all sockets at once with nix::sys::epoll::Epoll::wait, with a timeout computed from the earliest deadline",
+            ..EPOLL
+        },
+        suites: &[&suites::echo::SUITE, &suites::timeouts::SUITE],
+        // Idle closes must not disturb the echo checks (backpressure and
+        // scale keep connections quiet for several seconds): a 10-minute
+        // timeout.
+        echo: Some(EchoLab {
+            clients: 10_000,
+            args: &["--idle-timeout-ms", "600000"],
+        }),
+        stub: "timeouts",
+        solution: "timeouts_solution",
+        broken: "broken_timeouts",
+        correct: &["correct_timeouts"],
+        bench: true,
+    },
+    Lab {
+        name: "select_telnet",
+        summary: "telnet-like client multiplexing stdin and a socket with select(2)",
+        idle: Idle {
+            syscalls: &[nr::SELECT, nr::PSELECT6],
+            names: "select or pselect6",
+            call: "select",
+            how: "wait for stdin and the socket at once with nix::sys::select::select",
+        },
+        suites: &[&suites::select_telnet::SUITE],
+        echo: None,
+        stub: "select_telnet",
+        solution: "select_telnet_solution",
+        broken: "broken_select_telnet",
+        correct: &[
+            "correct_select_telnet",
+            "grader/tests/impls/select_telnet.py",
+        ],
+        bench: false,
+    },
+];
+
+impl Lab {
+    /// Every check of the lab, in the order they run.
+    pub fn checks(&self) -> impl Iterator<Item = &'static Check> + '_ {
+        self.suites.iter().flat_map(|suite| suite.checks.iter())
+    }
+
+    pub fn check(&self, name: &str) -> Option<&'static Check> {
+        self.checks().find(|check| check.name == name)
+    }
+
+    pub fn max_points(&self) -> u32 {
+        self.checks().map(|check| check.points).sum()
+    }
+
+    /// The handout, from the workspace root.
+    pub fn handout(&self) -> String {
+        format!("docs/labs/{}.md", self.name)
+    }
+
+    /// What the echo checks expect of this lab (a grader error if the lab
+    /// is not an echo server: the registry test rules that out).
+    pub fn echo(&self) -> &EchoLab {
+        self.echo
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has the echo checks but no echo entry", self.name))
+    }
+}
+
+pub fn find(name: &str) -> Option<&'static Lab> {
+    LABS.iter().find(|lab| lab.name == name)
+}
+
+/// The labs' names, in teaching order.
+pub fn names() -> Vec<&'static str> {
+    LABS.iter().map(|lab| lab.name).collect()
+}
+
+/// The hint for `check` of `lab`: its section of the hints file of the
+/// suite it belongs to, with `{handout}` and `{api}` filled in.
+pub fn hint(lab: &Lab, check: &Check) -> Option<String> {
+    let suite = lab
+        .suites
+        .iter()
+        .find(|suite| suite.checks.iter().any(|c| c.name == check.name))?;
+    section(suite.hints, check.name).map(|hint| {
+        hint.replace("{handout}", &lab.handout())
+            .replace("{api}", lab.idle.call)
+    })
+}
+
+/// The section `## check` of a hint file, its lines joined; lines starting
+/// with `#` are notes to the authors.
+fn section(text: &str, check: &str) -> Option<String> {
+    let mut lines = text.lines().skip_while(|line| {
+        line.strip_prefix("## ")
+            .is_none_or(|name| name.trim() != check)
+    });
+    lines.next()?;
+    let body: Vec<&str> = lines
+        .take_while(|line| !line.starts_with("## "))
+        .filter(|line| !line.starts_with('#'))
+        .map(str::trim)
+        .collect();
+    let body = body.join("\n").trim().to_string();
+    (!body.is_empty()).then_some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_found_and_comments_skipped() {
+        let text = "# comment\n## a\nfirst line\n# note to self\nsecond {api}\n\n## b\nother\n";
+        assert_eq!(section(text, "a").unwrap(), "first line\nsecond {api}");
+        assert_eq!(section(text, "b").unwrap(), "other");
+        assert_eq!(section(text, "c"), None);
+    }
+
+    #[test]
+    fn every_check_of_every_lab_has_a_hint_with_its_placeholders_filled() {
+        for lab in LABS {
+            for check in lab.checks() {
+                let hint = hint(lab, check)
+                    .unwrap_or_else(|| panic!("{}/{} has no hint", lab.name, check.name));
+                assert!(
+                    !hint.contains("{handout}") && !hint.contains("{api}"),
+                    "{}/{}: {hint}",
+                    lab.name,
+                    check.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_hint_section_names_a_check_of_its_suite() {
+        for lab in LABS {
+            for suite in lab.suites {
+                for line in suite.hints.lines() {
+                    if let Some(name) = line.strip_prefix("## ") {
+                        assert!(
+                            suite.checks.iter().any(|c| c.name == name.trim()),
+                            "{}/hints.txt has a hint for {name}, which is not one of its checks",
+                            suite.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_echo_labs_say_what_they_expect() {
+        for (i, lab) in LABS.iter().enumerate() {
+            assert!(
+                LABS[..i].iter().all(|other| other.name != lab.name),
+                "{} twice",
+                lab.name
+            );
+            let mut names: Vec<&str> = lab.checks().map(|c| c.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                lab.checks().count(),
+                "{}: a check name twice",
+                lab.name
+            );
+            let has_echo = lab.suites.iter().any(|s| s.name == "echo");
+            assert_eq!(has_echo, lab.echo.is_some(), "{}: echo entry", lab.name);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The harness: everything the checks use that knows no lab. Running a
+//! program under test ([`process`]), reading its state from /proc
+//! ([`proc`]), talking to it as a client ([`client`]), recording what moved
+//! ([`transcript`]) and writing it as text ([`text`]). The bench uses it too.
+
+pub mod client;
+pub mod proc;
+pub mod process;
+pub mod text;
+pub mod transcript;

@@ -1,0 +1,9 @@
+//! The checks, one folder per lab family: its checks (`mod.rs` declares the
+//! suite; the checks sit in files by theme) and its `hints.txt`. Which labs
+//! run which suites is in [`crate::course`].
+
+pub mod echo;
+pub mod epoll;
+pub mod nonblocking_read;
+pub mod select_telnet;
+pub mod timeouts;

@@ -1,0 +1,169 @@
+//! Every check of every lab proven, through the registry
+//! (`grader/src/course.rs`) and each check's declaration:
+//!
+//! - the reference solution and every other correct program score full marks;
+//! - the stub scores zero, and says it is not implemented;
+//! - every program in a check's `proven_by` fails that check, with the cause
+//!   it declares and the message pinned in `fixtures/<lab>/<program>-<check>.txt`;
+//! - a check that no program proves fails the test: a check nobody can fail
+//!   is worth nothing.
+//!
+//! A broken program is graded on the check it proves only, so the proofs
+//! stay cheap as the course grows. Each test walks every lab and reports
+//! every failure at once.
+
+mod common;
+
+use common::{explain, grade, program};
+use grader::check::Suite;
+use grader::course::{LABS, Lab};
+use grader::report::Status;
+
+/// Runs `each` on every item, then fails with every error at once.
+fn all<T>(items: impl IntoIterator<Item = T>, each: impl Fn(T) -> Result<(), String>) {
+    let failures: Vec<String> = items.into_iter().filter_map(|i| each(i).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn full_marks(lab: &Lab, name: &str) -> Result<(), String> {
+    let report = common::grade_path(lab.name, &program(name), &[]);
+    if report.all_passed() && report.score() == lab.max_points() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} scored {}/{} on {}:\n{}",
+            report.score(),
+            lab.max_points(),
+            lab.name,
+            explain(&report)
+        ))
+    }
+}
+
+#[test]
+fn every_solution_scores_full_marks() {
+    all(LABS, |lab| full_marks(lab, lab.solution));
+}
+
+#[test]
+fn every_other_correct_program_scores_full_marks() {
+    // Written apart from the references (other syscalls, other structure,
+    // other languages): the grader grades the contract, not our solution.
+    all(
+        LABS.iter()
+            .flat_map(|lab| lab.correct.iter().map(move |name| (lab, *name))),
+        |(lab, name)| full_marks(lab, name),
+    );
+}
+
+#[test]
+fn every_stub_scores_zero_and_says_why() {
+    all(LABS, |lab| {
+        let report = grade(lab.name, lab.stub, &[]);
+        let failed = report
+            .checks
+            .iter()
+            .all(|check| check.status == Status::Fail);
+        // The stub panics at its todo!(): most messages quote that (a client
+        // that connected just before the panic may only see a reset).
+        let quoted = report
+            .checks
+            .iter()
+            .filter(|check| check.message.contains("not yet implemented"))
+            .count();
+        if report.score() == 0 && failed && quoted * 2 > report.checks.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the {} stub scored {} and {quoted} of {} messages say `not yet implemented`:\n{}",
+                lab.name,
+                report.score(),
+                report.checks.len(),
+                explain(&report)
+            ))
+        }
+    });
+}
+
+/// The lab a proof is graded as: its program is named `broken_<lab>_<fault>`.
+fn lab_of(program: &str) -> Option<&'static Lab> {
+    LABS.iter()
+        .filter(|lab| program.starts_with(&format!("broken_{}_", lab.name)))
+        .max_by_key(|lab| lab.name.len())
+}
+
+#[test]
+fn every_check_declares_its_proofs_and_each_names_its_lab() {
+    let mut suites: Vec<&Suite> = LABS
+        .iter()
+        .flat_map(|lab| lab.suites.iter().copied())
+        .collect();
+    suites.sort_by_key(|suite| suite.name);
+    suites.dedup_by_key(|suite| suite.name);
+    all(suites.iter().flat_map(|suite| suite.checks), |check| {
+        let mut problems = Vec::new();
+        if check.proven_by.is_empty() {
+            problems.push(format!(
+                "{}: no program proves it (proven_by is empty)",
+                check.name
+            ));
+        }
+        for proof in check.proven_by {
+            let Some(lab) = lab_of(proof.program) else {
+                problems.push(format!("{}: not named broken_<lab>_<fault>", proof.program));
+                continue;
+            };
+            if lab.check(check.name).is_none() {
+                problems.push(format!(
+                    "{} proves {}, which {} does not run",
+                    proof.program, check.name, lab.name
+                ));
+            }
+            if !is_broken_program(proof.program) {
+                problems.push(format!(
+                    "{}: no grader/broken/<family>/src/bin/{}.rs",
+                    proof.program, proof.program
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    });
+}
+
+/// Whether `program` is a binary of one of the crates in `grader/broken/`.
+fn is_broken_program(program: &str) -> bool {
+    let families = std::fs::read_dir(common::workspace().join("grader/broken")).unwrap();
+    families
+        .flatten()
+        .any(|family| family.path().join(format!("src/bin/{program}.rs")).exists())
+}
+
+#[test]
+fn every_proof_fails_its_check_with_its_cause() {
+    // Each (check, proof) once: the echo checks are shared by four labs,
+    // and a proof is graded as the lab its name gives.
+    let mut proofs = Vec::new();
+    for lab in LABS {
+        for check in lab.checks() {
+            for proof in check.proven_by {
+                let key = (proof.program, check.name);
+                if !proofs.iter().any(|(p, c, _)| (*p, *c) == key) {
+                    proofs.push((proof.program, check.name, proof.cause));
+                }
+            }
+        }
+    }
+    all(proofs, |(program, check, cause)| {
+        let lab = lab_of(program).ok_or(format!("{program}: which lab?"))?;
+        common::mistake(lab.name, program, check, cause)
+    });
+}
