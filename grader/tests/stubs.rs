@@ -1,0 +1,76 @@
+//! Code a stub shares with a solution stays the same code. The timeouts
+//! stub gives students the echo protocol ready-made, in
+//! `labs/timeouts/src/conn.rs`: it is `solutions/echo_core/src/lib.rs` with
+//! the stub's own introduction, without the solutions' shared start-up
+//! (`start_listening`, which the stub writes out in `main.rs`) and without
+//! the solutions' epoll helper and unit tests. A protocol fix in echo_core
+//! must reach the students: this test fails until the stub has it, and
+//! `UPDATE_STUBS=1 cargo test -p grader --test stubs` writes it.
+
+mod common;
+
+const CORE: &str = "solutions/echo_core/src/lib.rs";
+const STUB: &str = "labs/timeouts/src/conn.rs";
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(common::workspace().join(path))
+        .unwrap_or_else(|err| panic!("cannot read {path}: {err}"))
+}
+
+/// `text` without the item whose doc comment starts with `doc`, up to the
+/// end of its body (a `}` alone on a line).
+fn without_item(text: &str, doc: &str) -> String {
+    let start = text
+        .find(doc)
+        .unwrap_or_else(|| panic!("{CORE} no longer has {doc:?}: update this test"));
+    let end = start + text[start..].find("\n}\n").expect("the item's end") + 3;
+    let end = end + usize::from(text[end..].starts_with('\n'));
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+/// The stub's conn.rs as echo_core makes it.
+fn expected_stub() -> String {
+    let stub = read(STUB);
+    let intro_end = stub
+        .find("#![allow(dead_code)]\n")
+        .expect("the stub's introduction ends with #![allow(dead_code)]")
+        + "#![allow(dead_code)]\n".len();
+    let core = read(CORE);
+    // echo_core's own introduction (its `//!` lines) is replaced by the stub's.
+    let body_start = core
+        .lines()
+        .take_while(|line| line.starts_with("//!"))
+        .map(|line| line.len() + 1)
+        .sum::<usize>();
+    let body = without_item(
+        &core[body_start..],
+        "/// The start every echo server shares",
+    );
+    let tail = "\npub mod epoll;\n\n#[cfg(test)]\nmod tests;\n";
+    let body = body
+        .strip_suffix(tail)
+        .unwrap_or_else(|| panic!("{CORE} no longer ends with {tail:?}: update this test"));
+    format!("{}{}", &stub[..intro_end], body)
+}
+
+#[test]
+fn the_timeouts_stub_has_echo_core_s_protocol() {
+    let expected = expected_stub();
+    if std::env::var_os("UPDATE_STUBS").is_some() {
+        std::fs::write(common::workspace().join(STUB), &expected).unwrap();
+        return;
+    }
+    let actual = read(STUB);
+    if actual != expected {
+        let line = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .map_or(actual.lines().count().min(expected.lines().count()), |n| n)
+            + 1;
+        panic!(
+            "{STUB} differs from {CORE} from line {line} on: a change to the echo protocol must reach the stub too.\n\
+             Run UPDATE_STUBS=1 cargo test -p grader --test stubs, and review the diff."
+        );
+    }
+}
