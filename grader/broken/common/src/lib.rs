@@ -14,6 +14,16 @@ use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Socket, Type};
 
+/// The contract's longest line, counting its `\n`.
+pub const MAX_LINE: usize = 8192;
+/// The contract's backpressure rule: stop reading a connection while this
+/// many reply bytes are unsent.
+pub const HIGH_WATER: usize = 64 * 1024;
+/// The contract's reply to a line longer than [`MAX_LINE`].
+pub const TOO_LONG: &[u8] = b"ERR line too long\n";
+/// The contract's goodbye to an idle connection (timeouts).
+pub const BYE: &[u8] = b"BYE idle\n";
+
 const BACKLOG: i32 = 4096;
 /// How long a blocking accept waits when the process is out of fds.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -59,7 +69,7 @@ pub fn port_or_exit(prog: &str) -> u16 {
 }
 
 /// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
-fn parse_port_args() -> Result<u16, String> {
+pub fn parse_port_args() -> Result<u16, String> {
     let mut port = 0;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {

@@ -13,8 +13,9 @@
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
 use broken_common::{
-    ACCEPT_PAUSE, Next, Phase, accept_blocking, announce, is_out_of_fds, is_quit, listen_or_exit,
-    port_or_exit, program_name, raise_nofile_limit,
+    ACCEPT_PAUSE, HIGH_WATER, MAX_LINE, Next, Phase, TOO_LONG, accept_blocking, announce,
+    is_out_of_fds, is_quit, listen_or_exit, parse_port_args, port_or_exit, program_name,
+    raise_nofile_limit,
 };
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -31,16 +32,10 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::time::TimeSpec;
 use socket2::Socket;
 
-/// Longest line, counting its `\n`.
-const MAX_LINE: usize = 8192;
-/// Stop reading a connection while this many reply bytes are unsent.
-const HIGH_WATER: usize = 64 * 1024;
 /// Largest write per `write(2)` call.
 const WRITE_CHUNK: usize = 1000;
 /// Size of the read buffer.
 const READ_BUF: usize = 16 * 1024;
-/// Reply to a line longer than [`MAX_LINE`].
-const TOO_LONG: &[u8] = b"ERR line too long\n";
 
 /// The one mistake a server makes; [`Fault::None`] is a correct server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +81,12 @@ pub enum Fault {
     NoRlimit,
     /// Restores the default SIGPIPE action, so a write to a reset socket kills it.
     SigpipeDefault,
+    /// Lets a `\n` as the 8193rd byte end the line: an 8193-byte line is echoed.
+    NewlineAfterLimit,
+    /// A bad command line exits 1, like a fatal error, instead of 2.
+    UsageExitsOne,
+    /// Ignores what it does not understand on the command line and starts anyway.
+    IgnoresBadArguments,
 }
 
 /// Runs the echo server with the given fault, exiting 2 on a usage error and 1 on a
@@ -99,7 +100,16 @@ pub fn run(fault: Fault) -> ! {
         let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 
-    let port = port_or_exit(&prog);
+    let port = match fault {
+        // FAULT(UsageExitsOne): a usage error reported like a fatal error.
+        Fault::UsageExitsOne => parse_port_args().unwrap_or_else(|msg| {
+            eprintln!("{prog}: {msg}");
+            std::process::exit(1)
+        }),
+        // FAULT(IgnoresBadArguments): whatever the arguments, port 0.
+        Fault::IgnoresBadArguments => parse_port_args().unwrap_or(0),
+        _ => port_or_exit(&prog),
+    };
 
     if fault != Fault::NoRlimit {
         // FAULT(NoRlimit) is skipping this.
@@ -238,7 +248,9 @@ impl Conn {
             // Bytes this line may still take, counting its `\n`; byte `room` would be
             // the 8193rd byte of the line.
             let room = MAX_LINE - self.line.len();
-            let window = &data[..data.len().min(room)];
+            // FAULT(NewlineAfterLimit): the 8193rd byte may still end the line.
+            let limit = room + usize::from(fault == Fault::NewlineAfterLimit);
+            let window = &data[..data.len().min(limit)];
             if let Some(i) = window.iter().position(|&b| b == b'\n') {
                 let (rest_of_line, after) = data.split_at(i + 1);
                 self.complete_line(rest_of_line, fault);

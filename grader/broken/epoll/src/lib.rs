@@ -16,8 +16,8 @@
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
 use broken_common::{
-    ACCEPT_PAUSE, Next, Phase, accept_blocking, announce, is_out_of_fds, is_quit, listen_or_exit,
-    port_or_exit, program_name, raise_nofile_limit,
+    ACCEPT_PAUSE, HIGH_WATER, MAX_LINE, Next, Phase, TOO_LONG, accept_blocking, announce,
+    is_out_of_fds, is_quit, listen_or_exit, port_or_exit, program_name, raise_nofile_limit,
 };
 use std::collections::VecDeque;
 use std::io;
@@ -30,18 +30,12 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::Socket;
 
-/// Longest line, counting its `\n`.
-const MAX_LINE: usize = 8192;
-/// Stop reading a connection while this many reply bytes are unsent.
-const HIGH_WATER: usize = 64 * 1024;
 /// Size of the read buffer.
 const READ_BUF: usize = 32 * 1024;
 /// FAULT(ReadOnce) reads at most this much per wakeup.
 const READ_ONCE_BUF: usize = 4096;
 /// Most events one `epoll_wait` call returns.
 const MAX_EVENTS: usize = 64;
-/// Reply to a line longer than [`MAX_LINE`].
-const TOO_LONG: &[u8] = b"ERR line too long\n";
 /// The epoll `data` token of the listening socket; a client's token is its slab index.
 const LISTENER: u64 = u64::MAX;
 

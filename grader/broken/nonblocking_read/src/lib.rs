@@ -62,6 +62,10 @@ pub enum Fault {
     MiscountsBytes,
     /// `File::open(path).unwrap()`: a missing file is a panic.
     UnwrapOpen,
+    /// Counts the final read, the one that returned 0, in `reads=`.
+    CountsEofRead,
+    /// A bad command line exits 1, like a fatal error, instead of 2.
+    UsageExitsOne,
 }
 
 struct Config {
@@ -70,13 +74,16 @@ struct Config {
     path: Option<String>,
 }
 
-fn usage(message: &str) -> ! {
+fn usage(message: &str, fault: Fault) -> ! {
     eprintln!("nonblocking_read: {message}");
     eprintln!("usage: nonblocking_read [--blocking] [--retry-ms MS] [PATH]");
+    if fault == Fault::UsageExitsOne {
+        exit(1) // FAULT(UsageExitsOne)
+    }
     exit(2)
 }
 
-fn parse() -> Config {
+fn parse(fault: Fault) -> Config {
     let mut config = Config {
         blocking: false,
         retry_us: 10_000,
@@ -89,17 +96,17 @@ fn parse() -> Config {
             "--retry-ms" => {
                 let value = args
                     .next()
-                    .unwrap_or_else(|| usage("--retry-ms needs a value"));
+                    .unwrap_or_else(|| usage("--retry-ms needs a value", fault));
                 let ms: u64 = value
                     .parse()
-                    .unwrap_or_else(|_| usage(&format!("bad --retry-ms value '{value}'")));
+                    .unwrap_or_else(|_| usage(&format!("bad --retry-ms value '{value}'"), fault));
                 config.retry_us = ms * 1000;
             }
             flag if flag.starts_with('-') && flag != "-" => {
-                usage(&format!("unknown option '{flag}'"))
+                usage(&format!("unknown option '{flag}'"), fault)
             }
             path if config.path.is_none() => config.path = Some(path.to_string()),
-            extra => usage(&format!("unexpected argument '{extra}'")),
+            extra => usage(&format!("unexpected argument '{extra}'"), fault),
         }
     }
     config
@@ -127,7 +134,7 @@ struct Tally {
 }
 
 pub fn run(fault: Fault) -> ! {
-    let config = parse();
+    let config = parse(fault);
     let file = config.path.as_deref().map(|path| open(path, fault));
     let stdin = std::io::stdin();
     let fd = file.as_ref().map_or(stdin.as_fd(), |f| f.as_fd());
@@ -208,7 +215,12 @@ fn pump(fd: BorrowedFd, config: &Config, fault: Fault) -> Result<Tally, String> 
                 std::thread::sleep(nap);
                 continue;
             }
-            Ok(0) => return Ok(tally),
+            Ok(0) => {
+                if fault == Fault::CountsEofRead {
+                    tally.reads += 1; // FAULT(CountsEofRead)
+                }
+                return Ok(tally);
+            }
             Ok(n) => n,
             Err(Errno::EAGAIN) if fault == Fault::EagainIsEof => return Ok(tally), // FAULT(EagainIsEof)
             Err(Errno::EAGAIN) => {

@@ -14,7 +14,10 @@
 //!
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
-use broken_common::{Next, Phase, announce, listen_or_exit, program_name, raise_nofile_limit};
+use broken_common::{
+    BYE, HIGH_WATER, MAX_LINE, Next, Phase, TOO_LONG, announce, listen_or_exit, program_name,
+    raise_nofile_limit,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Shutdown};
@@ -26,12 +29,8 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use socket2::Socket;
 
-const MAX_LINE: usize = 8192;
-const HIGH_WATER: usize = 64 * 1024;
 const READ_BUF: usize = 16 * 1024;
 const MAX_EVENTS: usize = 64;
-const TOO_LONG: &[u8] = b"ERR line too long\n";
-const BYE: &[u8] = b"BYE idle\n";
 const LISTENER: u64 = u64::MAX;
 /// FAULT(FixedShortTick): the wait's fixed timeout.
 const SHORT_TICK: Duration = Duration::from_millis(5);

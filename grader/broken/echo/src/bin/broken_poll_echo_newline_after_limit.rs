@@ -1,0 +1,3 @@
+fn main() {
+    broken_echo::run(broken_echo::Fault::NewlineAfterLimit)
+}

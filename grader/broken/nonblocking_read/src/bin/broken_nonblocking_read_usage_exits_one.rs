@@ -1,0 +1,5 @@
+use broken_nonblocking_read::Fault;
+
+fn main() {
+    broken_nonblocking_read::run(Fault::UsageExitsOne)
+}
