@@ -1,0 +1,103 @@
+//! The registry is complete: every lab of `grader/src/course.rs` has all
+//! its pieces (stub, solution, broken programs, handout, contract section,
+//! workspace members, fixtures), and the lists kept outside Rust (the
+//! Makefile's) say the same as the registry. Nothing here grades anything.
+
+mod common;
+
+use common::workspace;
+use grader::course::LABS;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(workspace().join(path))
+        .unwrap_or_else(|err| panic!("cannot read {path}: {err}"))
+}
+
+/// The `name = "..."` of a package's manifest.
+fn package_name(dir: &str) -> Option<String> {
+    let manifest = std::fs::read_to_string(workspace().join(dir).join("Cargo.toml")).ok()?;
+    let line = manifest.lines().find(|l| l.starts_with("name = "))?;
+    Some(
+        line.trim_start_matches("name = ")
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+/// The words of the Makefile's `NAME := ...` line.
+fn makefile_list(name: &str) -> Vec<String> {
+    let makefile = read("Makefile");
+    let line = makefile
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} :=")))
+        .unwrap_or_else(|| panic!("the Makefile has no `{name} :=` line"));
+    line.split(":=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_lab_has_all_its_pieces() {
+    let members = read("Cargo.toml");
+    let contract = read("docs/CONTRACT.md");
+    let mut missing = Vec::new();
+    for lab in LABS {
+        let family = lab.broken.strip_prefix("broken_").unwrap_or(lab.broken);
+        let packages = [
+            (format!("labs/{}", lab.name), lab.stub),
+            (format!("solutions/{}", lab.name), lab.solution),
+            (format!("grader/broken/{family}"), lab.broken),
+        ];
+        for (dir, package) in packages {
+            if package_name(&dir).as_deref() != Some(package) {
+                missing.push(format!("{}: package {package} in {dir}", lab.name));
+            }
+            if !members.contains(&format!("\"{dir}\"")) {
+                missing.push(format!("{}: {dir} in the workspace's members", lab.name));
+            }
+        }
+        for path in [lab.handout(), format!("grader/tests/fixtures/{}", lab.name)] {
+            if !workspace().join(&path).exists() {
+                missing.push(format!("{}: {path}", lab.name));
+            }
+        }
+        if !contract.lines().filter(|l| l.starts_with('#')).any(|l| {
+            l.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|w| w == lab.name)
+        }) {
+            missing.push(format!(
+                "{}: a heading naming {} in docs/CONTRACT.md",
+                lab.name, lab.name
+            ));
+        }
+        for name in lab.correct.iter().filter(|n| n.contains('/')) {
+            if !workspace().join(name).exists() {
+                missing.push(format!("{}: {name}", lab.name));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "missing:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn the_makefile_lists_the_registry_labs() {
+    let registry: Vec<String> = LABS.iter().map(|lab| lab.name.to_string()).collect();
+    assert_eq!(
+        makefile_list("LABS"),
+        registry,
+        "the Makefile's LABS must be the registry's labs, in order"
+    );
+    let bench: Vec<String> = LABS
+        .iter()
+        .filter(|lab| lab.bench)
+        .map(|lab| lab.name.to_string())
+        .collect();
+    assert_eq!(
+        makefile_list("BENCH_LABS"),
+        bench,
+        "the Makefile's BENCH_LABS must be the registry's labs with `bench: true`"
+    );
+}
