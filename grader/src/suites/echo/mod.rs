@@ -8,7 +8,8 @@
 //! `quit`, partial and pipelined lines, the line limit), `connections.rs`
 //! (many clients, half close, lingering close, resets), `load.rs`
 //! (backpressure, scale), `process.rs` (idle CPU, the readiness call and
-//! threads, O_NONBLOCK, the bound address, fd hygiene).
+//! threads, O_NONBLOCK, the bound address, fd hygiene), `command_line.rs`
+//! (usage errors).
 
 use crate::check::{Ctx, Failure, Outcome, Server, Suite, Verdict, ensure, within};
 use crate::harness::client::{Client, End, Received};
@@ -16,6 +17,7 @@ use crate::harness::process::SpawnOptions;
 use crate::harness::text::{bytes, first_difference, quote, thousands};
 use std::time::{Duration, Instant};
 
+mod command_line;
 mod connections;
 mod load;
 mod process;
@@ -55,6 +57,7 @@ pub static SUITE: Suite = Suite {
         process::NONBLOCKING_SOCKETS,
         process::LOOPBACK_ONLY,
         process::FD_HYGIENE,
+        command_line::USAGE,
     ],
     hints: include_str!("hints.txt"),
 };
@@ -233,6 +236,6 @@ mod tests {
 
     #[test]
     fn points_add_up_to_100() {
-        assert_eq!(SUITE.checks.iter().map(|c| c.points).sum::<u32>(), 100);
+        assert_eq!(SUITE.checks.iter().map(|c| c.points).sum::<u32>(), 104);
     }
 }

@@ -5,7 +5,7 @@
 use super::{
     SHORT, bulk_outcome, contains, describe_received, echo, expect, lines, mismatch, send, start,
 };
-use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs, within};
+use crate::check::{Check, Ctx, Failure, Outcome, Server, broken, ensure, secs, within};
 use crate::harness::client::{Client, End};
 use crate::harness::text::{bytes, quote};
 use std::time::Duration;
@@ -221,13 +221,19 @@ fn pipelined(ctx: &Ctx) -> Outcome {
 pub(super) const LONG_LINE: Check = Check {
     name: "long_line",
     points: 6,
-    title: "a line of exactly 8192 bytes is echoed; 8193 bytes without \\n get `ERR line too long` and an orderly close; others are still served",
+    title: "a line of exactly 8192 bytes is echoed; 8193 bytes without \\n, or 8192 bytes of text and then \\n, get `ERR line too long` and an orderly close; others are still served",
     limit: secs(30),
     run: long_line,
-    proven_by: &[broken(
-        "broken_poll_echo_truncate_long_lines",
-        "the long line was echoed",
-    )],
+    proven_by: &[
+        broken(
+            "broken_poll_echo_truncate_long_lines",
+            "the long line was echoed",
+        ),
+        broken(
+            "broken_poll_echo_newline_after_limit",
+            "because its 8193rd byte is a \\n",
+        ),
+    ],
 };
 
 fn long_line(ctx: &Ctx) -> Outcome {
@@ -277,7 +283,37 @@ fn long_line(ctx: &Ctx) -> Outcome {
     }
     let mut c2 = ctx.connect(&server)?;
     echo(&mut c2, b"next client\n")?;
+    server.alive("after a line that was too long")?;
+    newline_as_8193rd_byte(ctx, &server)?;
     server.alive("after a line that was too long")
+}
+
+/// The edge of the limit: 8192 bytes of text and then the `\n`, 8193 bytes
+/// in all. The line has not ended within its first 8192 bytes, so it is too
+/// long, whatever its 8193rd byte is.
+fn newline_as_8193rd_byte(ctx: &Ctx, server: &Server) -> Outcome {
+    let mut c = ctx.connect_small(server)?;
+    let mut line = vec![b'b'; 8192];
+    line.push(b'\n');
+    send(&mut c, &line)?;
+    let got = c.recv_to_end(64 * 1024, within(SHORT));
+    if got.data == TOO_LONG_REPLY && got.end == End::Eof {
+        return Ok(());
+    }
+    let cause = if contains(&got.data, b"bbbbbbbb") {
+        "the line was echoed because its 8193rd byte is a \\n: the 8192 bytes of the limit count the \\n, so 8192 bytes of text and then \\n is too long"
+    } else {
+        "reply `ERR line too long\\n` as soon as the 8193rd byte of a line arrives, whatever that byte is, then end the connection"
+    };
+    Err(Failure::new(format!(
+        "c{} sent a line of 8,193 bytes: 8,192 bytes of text, then \\n; {}",
+        c.id,
+        describe_received(&got)
+    ))
+    .expected(format!("{} and then EOF", quote(TOO_LONG_REPLY)))
+    .cause(cause)
+    .transcript(&[c.id])
+    .into())
 }
 
 /// Receives until the server closes, expecting exactly `expected` then EOF.

@@ -1,0 +1,98 @@
+//! The command line: bad ones are refused the contract's way, before the
+//! server listens.
+
+use super::{echo, start};
+use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
+use crate::harness::process::SpawnOptions;
+use crate::harness::text::quote;
+use std::time::Duration;
+
+pub(super) const USAGE: Check = Check {
+    name: "usage",
+    points: 4,
+    title: "bad command lines (an unknown flag, a port that is not a number, --port without its value, an extra argument) get a usage message on stderr and exit code 2, without listening; a good one starts and echoes",
+    limit: secs(40),
+    run: usage,
+    proven_by: &[
+        broken(
+            "broken_poll_echo_usage_exits_one",
+            "exit 2 for a bad command line",
+        ),
+        broken(
+            "broken_poll_echo_ignores_bad_arguments",
+            "the bad argument was not refused",
+        ),
+    ],
+};
+
+/// Command lines the contract calls usage errors.
+const BAD: &[&[&str]] = &[
+    &["--no-such-flag"],
+    &["--port", "http"],
+    &["--port"],
+    &["--port", "0", "extra"],
+];
+
+fn usage(ctx: &Ctx) -> Outcome {
+    // The points are for a server that works: a good command line first.
+    let mut server = start(ctx)?;
+    let mut client = ctx.connect(&server)?;
+    echo(&mut client, b"hello\n")?;
+    server.alive("after one line")?;
+    drop(client);
+    drop(server);
+    for args in BAD {
+        refused(ctx, args)?;
+    }
+    Ok(())
+}
+
+/// `args` must end the program with exit code 2 and a message on stderr,
+/// and no `listening on` line.
+fn refused(ctx: &Ctx, args: &[&str]) -> Outcome {
+    let shown = args.join(" ");
+    let mut program = ctx.spawn(SpawnOptions {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..SpawnOptions::default()
+    })?;
+    let status = program.wait_exit(Duration::from_secs(5));
+    let listened = program
+        .drain_lines()
+        .iter()
+        .any(|line| line.text.starts_with("listening on"));
+    let code = status.and_then(|s| s.code());
+    let how = match status {
+        Some(status) => program.describe_exit(status),
+        None => "it was still running 5 s later".to_string(),
+    };
+    ensure(code == Some(2) && !listened, || {
+        let failure = Failure::new(format!(
+            "started with `{shown}`: {how}{}",
+            if listened {
+                ", after printing `listening on`"
+            } else {
+                ""
+            }
+        ))
+        .expected("a usage message on stderr and exit code 2, before listening");
+        match code {
+            Some(1) => failure.cause(
+                "a usage error is not a fatal error: exit 2 for a bad command line (1 is for errors such as a port already in use)",
+            ),
+            _ if listened || status.is_none() => failure.cause(
+                "the bad argument was not refused: check every argument, and refuse what you do not know, before listening",
+            ),
+            _ => failure,
+        }
+    })?;
+    let stderr = program.stderr_tail();
+    ensure(!stderr.trim().is_empty(), || {
+        Failure::new(format!(
+            "started with `{shown}`: exit code 2, but nothing on stderr"
+        ))
+        .expected(format!(
+            "a usage message on stderr, e.g. {}",
+            quote(format!("usage: {} [--port PORT]", ctx.lab.name).as_bytes())
+        ))
+    })
+}
