@@ -25,6 +25,8 @@ pub struct Lab {
     pub suites: &'static [&'static Suite],
     /// For the echo servers: what the shared echo checks expect of this lab.
     pub echo: Option<EchoLab>,
+    /// For the labs that run the epoll suite: how every fd must be registered.
+    pub trigger: Option<Trigger>,
     /// The student's package, `labs/<name>` (its binary has the same name).
     pub stub: &'static str,
     /// The reference solution's package, `solutions/<name>`.
@@ -50,6 +52,15 @@ pub struct Idle {
     pub call: &'static str,
     /// How to use them, for the likely-cause line.
     pub how: &'static str,
+}
+
+/// How an epoll lab registers its fds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// No `EPOLLET` anywhere.
+    Level,
+    /// `EPOLLET` on the listener and every client.
+    Edge,
 }
 
 /// What the shared echo checks expect of one echo lab.
@@ -86,6 +97,7 @@ pub static LABS: &[Lab] = &[
         },
         suites: &[&suites::nonblocking_read::SUITE],
         echo: None,
+        trigger: None,
         stub: "nonblocking_read",
         solution: "nonblocking_read_solution",
         broken: "broken_nonblocking_read",
@@ -104,6 +116,7 @@ pub static LABS: &[Lab] = &[
             clients: 1000,
             args: &[],
         }),
+        trigger: None,
         stub: "poll_echo",
         solution: "poll_echo_solution",
         broken: "broken_echo",
@@ -119,6 +132,7 @@ pub static LABS: &[Lab] = &[
             clients: 10_000,
             args: &[],
         }),
+        trigger: Some(Trigger::Level),
         stub: "epoll_lt",
         solution: "epoll_lt_solution",
         broken: "broken_epoll",
@@ -135,6 +149,7 @@ pub static LABS: &[Lab] = &[
             clients: 10_000,
             args: &[],
         }),
+        trigger: Some(Trigger::Edge),
         stub: "epoll_et",
         solution: "epoll_et_solution",
         broken: "broken_epoll",
@@ -156,6 +171,7 @@ pub static LABS: &[Lab] = &[
             clients: 10_000,
             args: &["--idle-timeout-ms", "600000"],
         }),
+        trigger: None,
         stub: "timeouts",
         solution: "timeouts_solution",
         broken: "broken_timeouts",
@@ -173,6 +189,7 @@ pub static LABS: &[Lab] = &[
         },
         suites: &[&suites::select_telnet::SUITE],
         echo: None,
+        trigger: None,
         stub: "select_telnet",
         solution: "select_telnet_solution",
         broken: "broken_select_telnet",
@@ -315,6 +332,8 @@ mod tests {
             );
             let has_echo = lab.suites.iter().any(|s| s.name == "echo");
             assert_eq!(has_echo, lab.echo.is_some(), "{}: echo entry", lab.name);
+            let has_epoll = lab.suites.iter().any(|s| s.name == "epoll");
+            assert_eq!(has_epoll, lab.trigger.is_some(), "{}: trigger", lab.name);
         }
     }
 }
