@@ -4,7 +4,7 @@
 //! [`Failure`] that says what happened, what was expected and why.
 //!
 //! ```ignore
-//! pub const QUIT: Check = Check {
+//! pub(super) const QUIT: Check = Check {
 //!     name: "quit",
 //!     points: 6,
 //!     title: "`quit` ends only that connection",
