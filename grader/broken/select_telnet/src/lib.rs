@@ -60,6 +60,8 @@ pub enum Fault {
     SigpipeDefault,
     /// `.unwrap()` on the port and on connect: panics (exit 101).
     Unwraps,
+    /// A bad command line exits 1, like a fatal error, instead of 2.
+    UsageExitsOne,
 }
 
 pub fn run(fault: Fault) -> ! {
@@ -69,6 +71,10 @@ pub fn run(fault: Fault) -> ! {
         let port: u16 = args.get(1).unwrap().parse().unwrap();
         let socket = TcpStream::connect((args[0].as_str(), port)).unwrap();
         Client::new(socket, fault).run()
+    }
+    if fault == Fault::UsageExitsOne && (args.len() != 2 || args[1].parse::<u16>().is_err()) {
+        // FAULT(UsageExitsOne): a usage error reported like a fatal error.
+        fatal("usage", "expected HOST and PORT");
     }
     if args.len() != 2 {
         usage("expected HOST and PORT");

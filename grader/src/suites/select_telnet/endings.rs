@@ -158,10 +158,13 @@ pub(super) const EXIT_CODES: Check = Check {
     title: "the server closes first: its last line on stdout, `Connection closed by foreign host.` on stderr, exit 0; bad arguments: exit 2; connection refused: `select_telnet: connect to HOST:PORT: REASON`, exit 1",
     limit: secs(40),
     run: exit_codes,
-    proven_by: &[broken(
-        "broken_select_telnet_unwraps",
-        "exited with code 101",
-    )],
+    proven_by: &[
+        broken("broken_select_telnet_unwraps", "exited with code 101"),
+        broken(
+            "broken_select_telnet_usage_exits_one",
+            "exit 2 for a bad command line",
+        ),
+    ],
 };
 
 fn exit_codes(ctx: &Ctx) -> Outcome {
@@ -217,10 +220,24 @@ fn exit_codes(ctx: &Ctx) -> Outcome {
             );
         };
         if status.code() != Some(2) {
-            return Err(Failure::new(format!("`{shown}`: {}", program.describe_exit(status)))
-                .expected("a usage message on stderr and exit code 2 (usage error)")
-                .cause("check the number of arguments and that PORT is a number before connecting; exit(2) with a usage line")
-                .into());
+            let cause = if status.code() == Some(1) {
+                "a usage error is not a fatal error: exit 2 for a bad command line (1 is for errors such as a refused connection)"
+            } else {
+                "check the number of arguments and that PORT is a number before connecting; exit(2) with a usage line"
+            };
+            return Err(
+                Failure::new(format!("`{shown}`: {}", program.describe_exit(status)))
+                    .expected("a usage message on stderr and exit code 2 (usage error)")
+                    .cause(cause)
+                    .into(),
+            );
+        }
+        if program.stderr_tail().trim().is_empty() {
+            return Err(
+                Failure::new(format!("`{shown}`: exit code 2, but nothing on stderr"))
+                    .expected("a usage message on stderr, e.g. `usage: select_telnet HOST PORT`")
+                    .into(),
+            );
         }
     }
 

@@ -1,0 +1,5 @@
+use broken_select_telnet::Fault;
+
+fn main() {
+    broken_select_telnet::run(Fault::UsageExitsOne)
+}
