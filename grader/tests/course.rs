@@ -101,3 +101,62 @@ fn the_makefile_lists_the_registry_labs() {
         "the Makefile's BENCH_LABS must be the registry's labs with `bench: true`"
     );
 }
+
+/// The layers of `grader/src/lib.rs`, each using only those before it: a
+/// `use` of a later layer is an import circle in the making.
+#[test]
+fn each_layer_uses_only_the_layers_below_it() {
+    const LAYERS: &[(&str, &[&str])] = &[
+        (
+            "harness",
+            &[
+                "check", "suites", "course", "runner", "report", "batch", "watch",
+            ],
+        ),
+        (
+            "check",
+            &["suites", "course", "runner", "report", "batch", "watch"],
+        ),
+        ("suites", &["course", "runner", "report", "batch", "watch"]),
+        ("course.rs", &["runner", "report", "batch", "watch"]),
+        (
+            "report.rs",
+            &["suites", "course", "runner", "batch", "watch"],
+        ),
+    ];
+    let src = workspace().join("grader/src");
+    let mut wrong = Vec::new();
+    for (layer, later) in LAYERS {
+        let mut files = vec![src.join(layer)];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(
+                    std::fs::read_dir(&path)
+                        .unwrap()
+                        .flatten()
+                        .map(|e| e.path()),
+                );
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for module in *later {
+                    if line.contains(&format!("crate::{module}")) {
+                        wrong.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "a layer uses a later one:\n{}",
+        wrong.join("\n")
+    );
+}

@@ -1,7 +1,6 @@
 //! What a check's body gets: the program under test, clients, a transcript.
 
-use super::{Failure, Outcome, Verdict};
-use crate::course::Lab;
+use super::{Failure, Lab, Outcome, Verdict};
 use crate::harness::client::{Client, ClientOptions};
 use crate::harness::process::{Program, Registry, SpawnOptions};
 use crate::harness::transcript::Transcript;

@@ -15,9 +15,11 @@
 //! ```
 
 mod ctx;
+mod lab;
 
 use crate::harness::text::thousands;
 pub use ctx::{Ctx, Server};
+pub use lab::{EchoLab, Idle, Lab, Trigger};
 use std::time::{Duration, Instant};
 
 /// A graded check.

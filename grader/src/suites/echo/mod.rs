@@ -1,6 +1,6 @@
 //! The echo-server checks, written once for every echo lab (poll_echo,
 //! epoll_lt, epoll_et, timeouts). What differs between labs (the readiness
-//! API expected while idle, the number of clients) comes from the lab's registry entry ([`crate::course::Lab`]).
+//! API expected while idle, the number of clients) comes from the lab's registry entry ([`crate::check::Lab`]).
 //!
 //! The files: this one (the suite, and the helpers the checks share: starting
 //! the server, sending, expecting replies, describing what came back, test

@@ -19,7 +19,7 @@ pub static SUITE: Suite = Suite {
 };
 
 fn edge_triggered(ctx: &Ctx) -> bool {
-    ctx.lab.trigger == Some(crate::course::Trigger::Edge)
+    ctx.lab.trigger == Some(crate::check::Trigger::Edge)
 }
 
 /// The server's TCP sockets: (listener fds, connected fds).
