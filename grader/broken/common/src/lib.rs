@@ -41,6 +41,22 @@ pub enum Phase {
     Lingering,
 }
 
+impl Phase {
+    /// Whether a connection in this phase reads its socket, with `unsent`
+    /// reply bytes waiting and `peer_eof` once the client has shut down its
+    /// writing half: an open one while under the backpressure limit, an
+    /// ending one until the client's EOF, a lingering one always (to see the
+    /// close), a closing one never.
+    pub fn wants_read(self, unsent: usize, peer_eof: bool) -> bool {
+        match self {
+            Phase::Open => unsent < HIGH_WATER,
+            Phase::Ending => !peer_eof,
+            Phase::Lingering => true,
+            Phase::Closing => false,
+        }
+    }
+}
+
 /// What to do with a connection after serving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {

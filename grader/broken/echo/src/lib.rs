@@ -180,13 +180,9 @@ impl Conn {
     }
 
     fn wants_read(&self, fault: Fault) -> bool {
-        match self.phase {
-            // FAULT(Unbounded): reads on however much is unsent.
-            Phase::Open => fault == Fault::Unbounded || self.out.len() < HIGH_WATER,
-            Phase::Ending => !self.peer_eof,
-            Phase::Lingering => true,
-            Phase::Closing => false,
-        }
+        // FAULT(Unbounded): an open connection reads on however much is unsent.
+        (fault == Fault::Unbounded && self.phase == Phase::Open)
+            || self.phase.wants_read(self.out.len(), self.peer_eof)
     }
 
     /// (read, write) interest.

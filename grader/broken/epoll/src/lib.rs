@@ -156,12 +156,7 @@ impl Conn {
     }
 
     fn wants_read(&self) -> bool {
-        match self.phase {
-            Phase::Open => self.out.len() < HIGH_WATER,
-            Phase::Ending => !self.peer_eof,
-            Phase::Lingering => true,
-            Phase::Closing => false,
-        }
+        self.phase.wants_read(self.out.len(), self.peer_eof)
     }
 
     /// The level-triggered interest: `EPOLLIN` while it wants input, `EPOLLOUT` while

@@ -15,7 +15,7 @@
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
 use broken_common::{
-    BYE, HIGH_WATER, MAX_LINE, Next, Phase, TOO_LONG, announce, listen_or_exit, program_name,
+    BYE, MAX_LINE, Next, Phase, TOO_LONG, announce, listen_or_exit, program_name,
     raise_nofile_limit,
 };
 use std::collections::{BTreeMap, VecDeque};
@@ -138,12 +138,7 @@ struct Conn {
 
 impl Conn {
     fn wants_read(&self) -> bool {
-        match self.phase {
-            Phase::Open => self.out.len() < HIGH_WATER,
-            Phase::Ending => !self.peer_eof,
-            Phase::Lingering => true,
-            Phase::Closing => false,
-        }
+        self.phase.wants_read(self.out.len(), self.peer_eof)
     }
 
     fn interest(&self) -> EpollFlags {
