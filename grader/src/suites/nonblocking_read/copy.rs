@@ -1,7 +1,7 @@
 //! Copying through pipes: a large stream, short writes on a slow stdout, and
 //! a writer that pauses (EAGAIN, retries, no busy-waiting).
 
-use super::harness::{Collector, feed, finish, judge_copy, pattern, pipe, spawn};
+use super::harness::{Collector, copy_pipe, feed, finish, judge_copy, pattern, pipe, spawn};
 use super::pause::{RETRY_MS, pause_run};
 use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs, within};
 use crate::harness::proc::{self, SyscallState, nr};
@@ -35,13 +35,7 @@ pub(super) const PIPE_COPY: Check = Check {
 
 fn pipe_copy(ctx: &Ctx) -> Outcome {
     let data = Arc::new(pattern(8 << 20, 1));
-    let (input, feeder) = pipe()?;
-    let capacity = fcntl(&input, FcntlArg::F_GETPIPE_SZ).unwrap_or(65_536) as u64;
-    let (out_read, out_write) = pipe()?;
-    let collector = Collector::start(out_read, false);
-    let mut program = spawn(ctx, &[], Some(input), out_write)?;
-    feed(feeder, data.clone(), Vec::new());
-    let ran = finish(&mut program, &collector, Duration::from_secs(30));
+    let (program, ran, capacity) = copy_pipe(ctx, data.clone(), Duration::from_secs(30))?;
     let input = "8 MiB of binary data on a stdin pipe";
     judge_copy(&program, &ran, &data, input)?;
     let report = ran.report.unwrap();
@@ -66,12 +60,7 @@ fn pipe_copy(ctx: &Ctx) -> Outcome {
 
 /// An input that ends at once: no read returns data, so `reads=0 bytes=0`.
 fn empty_input(ctx: &Ctx) -> Outcome {
-    let (input, feeder) = pipe()?;
-    let (out_read, out_write) = pipe()?;
-    let collector = Collector::start(out_read, false);
-    let mut program = spawn(ctx, &[], Some(input), out_write)?;
-    feed(feeder, Arc::new(Vec::new()), Vec::new());
-    let ran = finish(&mut program, &collector, Duration::from_secs(10));
+    let (program, ran, _) = copy_pipe(ctx, Arc::new(Vec::new()), Duration::from_secs(10))?;
     let input = "an empty stdin pipe (its writer closed at once)";
     // Before the general judgement, which would only say R is out of range.
     if let Some(report) = ran.report {

@@ -223,6 +223,24 @@ pub(super) struct Ran {
     pub(super) report: Option<Report>,
 }
 
+/// Runs the program on `data` written into a pipe on its stdin (stdout a
+/// pipe read as fast as it comes) and waits up to `limit` for its end. Also
+/// gives the stdin pipe's capacity: no read of it returns more.
+pub(super) fn copy_pipe(
+    ctx: &Ctx,
+    data: Arc<Vec<u8>>,
+    limit: Duration,
+) -> Result<(Program, Ran, u64), Verdict> {
+    let (input, feeder) = pipe()?;
+    let capacity = fcntl(&input, FcntlArg::F_GETPIPE_SZ).unwrap_or(65_536) as u64;
+    let (out_read, out_write) = pipe()?;
+    let collector = Collector::start(out_read, false);
+    let mut program = spawn(ctx, &[], Some(input), out_write)?;
+    feed(feeder, data, Vec::new());
+    let ran = finish(&mut program, &collector, limit);
+    Ok((program, ran, capacity))
+}
+
 /// Waits for the program to end and its stdout to close.
 pub(super) fn finish(program: &mut Program, collector: &Collector, within_: Duration) -> Ran {
     let status = program.wait_exit(within_);
