@@ -149,11 +149,6 @@ pub fn find(name: &str) -> Option<&'static Lab> {
     LABS.iter().find(|lab| lab.name == name)
 }
 
-/// The labs' names, in teaching order.
-pub fn names() -> Vec<&'static str> {
-    LABS.iter().map(|lab| lab.name).collect()
-}
-
 /// The hint for `check` of `lab`: its section of the hints file of the
 /// suite it belongs to, with `{handout}` and `{api}` filled in.
 pub fn hint(lab: &Lab, check: &Check) -> Option<String> {

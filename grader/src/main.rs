@@ -225,7 +225,7 @@ fn hint(args: &[String]) -> ExitCode {
     };
     let checks: Vec<&grader::check::Check> = match rest.first() {
         None => lab.checks().collect(),
-        Some(wanted) => match lab.checks().find(|c| c.name == wanted) {
+        Some(wanted) => match lab.check(wanted) {
             Some(check) => vec![check],
             None => {
                 let names: Vec<&str> = lab.checks().map(|c| c.name).collect();
