@@ -4,6 +4,7 @@
 //! ([`transcript`]) and writing it as text ([`text`]). The bench uses it too.
 
 pub mod client;
+pub mod contain;
 pub mod proc;
 pub mod process;
 pub mod text;

@@ -122,6 +122,43 @@ fn stat_fields(text: &str) -> Option<Vec<&str>> {
     Some(after_name.split_whitespace().collect())
 }
 
+/// The ports of TCP sockets in LISTEN state, from the text of
+/// `/proc/net/tcp` (or `tcp6`), among the socket inodes in `inodes`.
+pub fn parse_listening_ports(text: &str, inodes: &[u64]) -> Vec<u16> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let listening = *fields.get(3)? == "0A";
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            (listening && inodes.contains(&inode)).then_some(port)
+        })
+        .collect()
+}
+
+/// The ports the process listens on (TCP), seen through its own fds.
+pub fn listening_ports(pid: i32) -> Vec<u16> {
+    let inodes: Vec<u64> = fd_targets(pid)
+        .iter()
+        .filter_map(|(_, target)| {
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    ["net/tcp", "net/tcp6"]
+        .iter()
+        .filter_map(|file| read(pid, file))
+        .flat_map(|text| parse_listening_ports(&text, &inodes))
+        .collect()
+}
+
 /// utime + stime in clock ticks, from the text of `/proc/PID/stat`.
 pub fn parse_cpu_ticks(text: &str) -> Option<u64> {
     let fields = stat_fields(text)?;
@@ -279,6 +316,15 @@ pub fn socket_inode(target: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_ports_are_read_from_net_tcp() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n\
+           1: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0 100 0 0 10 0\n\
+           2: 0100007F:1F92 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4243 1 0 100 0 0 10 0\n";
+        assert_eq!(parse_listening_ports(text, &[4242, 4243]), vec![8080]);
+    }
 
     #[test]
     fn syscall_lines() {

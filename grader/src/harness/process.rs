@@ -1,6 +1,8 @@
 //! Running the program under test: its own process group, resource limits,
-//! its output collected by threads, and a kill of the whole group when done.
+//! an unprivileged user when the grader is root, its output collected by
+//! threads, and a kill of everything it started when done ([`contain`]).
 
+use super::contain::{self, Credentials};
 use super::text::indent;
 use nix::sys::resource::{Resource, getrlimit, rlim_t, setrlimit};
 use nix::sys::signal::{Signal, killpg};
@@ -17,8 +19,14 @@ use std::time::{Duration, Instant};
 const CPU_SECONDS: rlim_t = 120;
 const ADDRESS_SPACE: rlim_t = 8 << 30;
 const PROCESSES: rlim_t = 4096;
+/// Processes (and threads) the unprivileged user may have, when the grader
+/// is root: a fork bomb stops here.
+const PROCESSES_UNPRIVILEGED: rlim_t = 256;
 /// How many unread stdout lines are kept; later ones are dropped.
 const LINES_KEPT: usize = 4096;
+/// How long a program may listen without printing its line before the
+/// grader says the line was not flushed.
+pub const UNFLUSHED: Duration = Duration::from_secs(3);
 /// How much of the program's stderr is kept for messages.
 const STDERR_KEEP: usize = 4096;
 
@@ -42,19 +50,37 @@ pub struct Line {
 }
 
 /// Shared record of every program a check started, so the runner can kill them
-/// if the check overruns and can say how they ended.
-#[derive(Default)]
+/// (and whatever they started) and can say how they ended.
 pub struct Registry {
     groups: Mutex<Vec<i32>>,
     endings: Mutex<Vec<String>>,
+    /// Put in the programs' environment, so that their descendants can be
+    /// found wherever they went.
+    tag: String,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Registry {
+            groups: Mutex::default(),
+            endings: Mutex::default(),
+            tag: format!("{}.{n}", std::process::id()),
+        }
+    }
 }
 
 impl Registry {
-    /// Kills every process group started under this registry.
-    pub fn kill_all(&self) {
-        for &pgid in self.groups.lock().unwrap().iter() {
+    /// Kills every program started under this registry and every process
+    /// they started, also those that left the process group. Returns how
+    /// many processes besides the programs' groups had to be killed.
+    pub fn kill_all(&self) -> usize {
+        let groups = self.groups.lock().unwrap().clone();
+        for &pgid in &groups {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
+        contain::sweep(&self.tag, &groups.into_iter().collect())
     }
 
     /// How programs ended on their own during the check (crash, exit, signal).
@@ -83,6 +109,8 @@ impl Program {
         registry: &Arc<Registry>,
     ) -> Result<Program, String> {
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+        let user = contain::credentials()?;
+        contain::become_subreaper();
         let soft = options.nofile_soft.map_or(hard, |soft| soft.min(hard));
         let mut command = Command::new(bin);
         command
@@ -92,12 +120,14 @@ impl Program {
             // A panic in a student's program shows its message, not a backtrace.
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
+            .env(contain::TAG, &registry.tag)
             // Its own process group: one killpg() ends it and anything it started.
             .process_group(0);
         let own_stdout = options.stdout.is_none();
         command.stdout(options.stdout.unwrap_or_else(Stdio::piped));
         // SAFETY: between fork and exec only async-signal-safe calls are made:
         // setrlimit and prctl are plain system calls.
+        let run_as = user.clone();
         unsafe {
             command.pre_exec(move || {
                 let limit = |resource, soft, hard| {
@@ -106,15 +136,31 @@ impl Program {
                 limit(Resource::RLIMIT_NOFILE, soft, hard)?;
                 limit(Resource::RLIMIT_CPU, CPU_SECONDS, CPU_SECONDS)?;
                 limit(Resource::RLIMIT_AS, ADDRESS_SPACE, ADDRESS_SPACE)?;
-                let _ = limit(Resource::RLIMIT_NPROC, PROCESSES, PROCESSES);
-                // If the grader dies, the program dies with it.
+                match &run_as {
+                    None => {
+                        let _ = limit(Resource::RLIMIT_NPROC, PROCESSES, PROCESSES);
+                    }
+                    Some(user) => {
+                        let nproc = PROCESSES_UNPRIVILEGED;
+                        limit(Resource::RLIMIT_NPROC, nproc, nproc)?;
+                        drop_privileges(user)?;
+                    }
+                }
+                // If the grader dies, the program dies with it. (After the
+                // change of user, which clears it.)
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .map_err(|err| format!("cannot run {}: {err}", bin.display()))?;
+        let mut child = command.spawn().map_err(|err| match &user {
+            Some(user) if err.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "cannot run {} as the user {} (the grader runs as root and runs programs unprivileged): {err}; \
+                 make the program and its folders readable by everyone, or choose the user with --run-as",
+                bin.display(),
+                user.name
+            ),
+            _ => format!("cannot run {}: {err}", bin.display()),
+        })?;
         let pid = child.id() as i32;
         registry.groups.lock().unwrap().push(pid);
 
@@ -170,14 +216,37 @@ impl Program {
         self.seen_lines.clone()
     }
 
-    /// Waits for `listening on 127.0.0.1:PORT` and returns the port.
+    /// Waits for `listening on 127.0.0.1:PORT` and returns the port. A
+    /// program that listens but has printed nothing for [`UNFLUSHED`] is
+    /// told so at once: its line is most likely sitting in a buffer.
     pub fn wait_listening(&mut self, within: Duration) -> Result<u16, String> {
         let deadline = Instant::now() + within;
+        let mut listening_since: Option<(Instant, u16)> = None;
         loop {
-            match self.next_line(deadline) {
+            let slice = (Instant::now() + Duration::from_millis(25)).min(deadline);
+            match self.next_line(slice) {
                 Ok(line) => {
                     if let Some(port) = parse_listening(&line.text) {
                         return Ok(port);
+                    }
+                }
+                Err(LineError::Timeout) if Instant::now() < deadline => {
+                    let printed = !self.seen_lines.is_empty();
+                    match listening_since {
+                        None if !printed => {
+                            listening_since = super::proc::listening_ports(self.pid)
+                                .first()
+                                .map(|&port| (Instant::now(), port));
+                        }
+                        Some((since, port)) if since.elapsed() >= UNFLUSHED => {
+                            return Err(format!(
+                                "the program listens on port {port} but printed nothing on stdout for {:.0} s: \
+                                 the `listening on` line is printed but not flushed (stdout to a pipe is block-buffered: \
+                                 flush it after printing)",
+                                UNFLUSHED.as_secs_f64()
+                            ));
+                        }
+                        _ => {}
                     }
                 }
                 Err(LineError::Timeout) => {
@@ -335,6 +404,15 @@ impl Drop for Program {
             }
         }
     }
+}
+
+/// Becomes `user`, for good: no supplementary groups, its group, its uid
+/// (real, effective and saved). Between fork and exec: plain system calls.
+fn drop_privileges(user: &Credentials) -> std::io::Result<()> {
+    nix::unistd::setgroups(&[user.gid])?;
+    nix::unistd::setgid(user.gid)?;
+    nix::unistd::setuid(user.uid)?;
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,255 @@
+//! Containing the program under test: which user it runs as, and finding
+//! and killing every process it started, wherever it went.
+//!
+//! - The grader is a child subreaper (`PR_SET_CHILD_SUBREAPER`): a process
+//!   that escapes its process group (`setsid`, a double fork) is re-parented
+//!   to the grader instead of init, so it stays among the grader's
+//!   descendants and can be found.
+//! - Each program is started with a tag in its environment; the sweep at the
+//!   end of every check kills (SIGKILL, until none is left) every descendant
+//!   of the grader that descends from a program of the check or carries its
+//!   tag. A grader process that only grades ([`dedicate`]) kills every
+//!   descendant.
+//! - As root, the program runs as an unprivileged user (default `nobody`),
+//!   so that `RLIMIT_NPROC` holds and it cannot write the grader's files.
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::{Gid, Pid, Uid, User};
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The environment variable that tags a check's programs.
+pub const TAG: &str = "IOMUX_GRADER_TAG";
+/// The environment variable naming the user programs run as under root.
+pub const RUN_AS: &str = "GRADER_RUN_AS";
+
+static DEDICATED: AtomicBool = AtomicBool::new(false);
+static CREDENTIALS: OnceLock<Result<Option<Credentials>, String>> = OnceLock::new();
+
+/// Who the program under test runs as.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+/// Makes this process a child subreaper (idempotent; an error is ignored:
+/// without it, escaped processes are still found while their parent lives).
+pub fn become_subreaper() {
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+/// Declares this process a grader and nothing else: every descendant is a
+/// program under test (or one it started), and the sweep kills them all.
+pub fn dedicate() {
+    DEDICATED.store(true, Ordering::Relaxed);
+    become_subreaper();
+}
+
+/// Chooses the user programs run as when the grader is root: `name`, else
+/// `$GRADER_RUN_AS`, else `nobody`; `root` keeps root (unprotected). Must
+/// be called before the first program starts; later calls are ignored.
+pub fn choose_user(name: Option<&str>) -> Result<Option<Credentials>, String> {
+    let env = std::env::var(RUN_AS).ok().filter(|s| !s.is_empty());
+    let name = name.map(str::to_string).or(env);
+    CREDENTIALS
+        .get_or_init(|| resolve(name.as_deref().unwrap_or("nobody")))
+        .clone()
+}
+
+/// Who programs run as: `None` when they run as the grader's own user.
+pub fn credentials() -> Result<Option<Credentials>, String> {
+    choose_user(None)
+}
+
+fn resolve(name: &str) -> Result<Option<Credentials>, String> {
+    if !Uid::effective().is_root() || name == "root" {
+        return Ok(None);
+    }
+    let user = User::from_name(name)
+        .map_err(|err| format!("cannot look up the user {name:?}: {err}"))?
+        .ok_or_else(|| {
+            format!(
+                "the grader runs as root, and then runs programs as the user {name:?}, which does not exist: \
+                 create it or choose another with --run-as USER (or {RUN_AS}=USER)"
+            )
+        })?;
+    if user.uid.is_root() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        name: name.to_string(),
+        uid: user.uid,
+        gid: user.gid,
+    }))
+}
+
+/// One process of the table: its parent and whether it is a zombie.
+struct Entry {
+    ppid: i32,
+    zombie: bool,
+}
+
+fn table() -> HashMap<i32, Entry> {
+    let mut table = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let Some(ppid) = fields.next().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        table.insert(
+            pid,
+            Entry {
+                ppid,
+                zombie: state == "Z" || state == "X",
+            },
+        );
+    }
+    table
+}
+
+fn has_tag(pid: i32, tag: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{TAG}={tag}");
+    environ
+        .split(|&b| b == 0)
+        .any(|var| var == wanted.as_bytes())
+}
+
+/// The descendants of this process that belong to the check: below one of
+/// `roots`, or tagged `tag`, or any at all in a dedicated grader.
+fn victims(table: &HashMap<i32, Entry>, tag: &str, roots: &HashSet<i32>) -> Vec<(i32, bool)> {
+    let me = std::process::id() as i32;
+    let dedicated = DEDICATED.load(Ordering::Relaxed);
+    let mut found = Vec::new();
+    for (&pid, entry) in table {
+        // Walk up to this process; a chain that ends elsewhere is not ours.
+        let (mut cursor, mut below_root, mut steps) = (pid, roots.contains(&pid), 0);
+        let ours = loop {
+            let Some(e) = table.get(&cursor) else {
+                break false;
+            };
+            if e.ppid == me {
+                break true;
+            }
+            if e.ppid <= 1 || steps > 4096 {
+                break false;
+            }
+            cursor = e.ppid;
+            below_root |= roots.contains(&cursor);
+            steps += 1;
+        };
+        if ours && (dedicated || below_root || has_tag(pid, tag)) {
+            found.push((pid, entry.zombie));
+        }
+    }
+    found
+}
+
+/// Kills every process of the check (see [`victims`]) until none is left,
+/// reaping those that were re-parented to the grader. `roots` are the
+/// programs the check started itself: their owners reap them. Gives up
+/// after 3 s (a process stuck in the kernel cannot be waited for). Returns
+/// how many processes were killed.
+pub fn sweep(tag: &str, roots: &HashSet<i32>) -> usize {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut killed = HashSet::new();
+    loop {
+        let table = table();
+        let found = victims(&table, tag, roots);
+        let mut alive = 0;
+        for &(pid, zombie) in &found {
+            if !zombie {
+                alive += 1;
+                // Stop it first, so a fork bomb cannot outrun the sweep.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                killed.insert(pid);
+            }
+            let ppid = table.get(&pid).map_or(0, |e| e.ppid);
+            if ppid == me && !roots.contains(&pid) {
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            }
+        }
+        // Zombies left are children of our roots (their owners reap them)
+        // or of processes just killed (reaped as those die).
+        if alive == 0 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    killed.len()
+}
+
+/// Every live descendant of this process (for tests and the batch's last
+/// word: nothing may be left running).
+pub fn live_descendants() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let table = table();
+    let mut out: Vec<i32> = table
+        .iter()
+        .filter(|(_, e)| !e.zombie)
+        .filter(|&(&pid, _)| {
+            let mut cursor = pid;
+            for _ in 0..4096 {
+                match table.get(&cursor) {
+                    Some(e) if e.ppid == me => return true,
+                    Some(e) if e.ppid > 1 => cursor = e.ppid,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .map(|(&pid, _)| pid)
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_escapes_its_group_is_found_and_killed() {
+        become_subreaper();
+        let tag = format!("test-{}", std::process::id());
+        // A daemon: setsid, then fork again, then sleep.
+        let mut shell = std::process::Command::new("/bin/sh")
+            .args(["-c", "setsid sh -c 'sleep 30 & exit 0' & sleep 0.1; exit 0"])
+            .env(TAG, &tag)
+            .spawn()
+            .unwrap();
+        shell.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let tagged = |pid: &i32| has_tag(*pid, &tag);
+        let before: Vec<i32> = live_descendants().into_iter().filter(tagged).collect();
+        assert!(
+            !before.is_empty(),
+            "the escaped sleep was re-parented to us"
+        );
+        sweep(&tag, &HashSet::new());
+        let after: Vec<i32> = live_descendants().into_iter().filter(tagged).collect();
+        assert!(after.is_empty(), "left running: {after:?}");
+    }
+}
