@@ -10,7 +10,7 @@
 //! `solutions/<lab>`, its handout in `docs/labs/<lab>.md` and its section in
 //! `docs/CONTRACT.md`.
 
-use crate::check::Check;
+use crate::check::{Check, secs};
 pub use crate::check::{EchoLab, Idle, Lab, Trigger};
 use crate::harness::proc::nr;
 use crate::suites;
@@ -50,6 +50,7 @@ pub static LABS: &[Lab] = &[
             "grader/tests/impls/nonblocking_read.py",
         ],
         bench: false,
+        budget: secs(30),
     },
     Lab {
         name: "poll_echo",
@@ -66,6 +67,7 @@ pub static LABS: &[Lab] = &[
         broken: "broken_echo",
         correct: &["correct_poll_echo", "grader/tests/impls/poll_echo.py"],
         bench: true,
+        budget: secs(60),
     },
     Lab {
         name: "epoll_lt",
@@ -83,6 +85,7 @@ pub static LABS: &[Lab] = &[
         // The poll crate's epoll server is a correct level-triggered one.
         correct: &["correct_epoll_lt", "broken_poll_echo_uses_epoll"],
         bench: true,
+        budget: secs(75),
     },
     Lab {
         name: "epoll_et",
@@ -99,6 +102,7 @@ pub static LABS: &[Lab] = &[
         broken: "broken_epoll",
         correct: &["correct_epoll_et"],
         bench: true,
+        budget: secs(75),
     },
     Lab {
         name: "timeouts",
@@ -121,6 +125,7 @@ pub static LABS: &[Lab] = &[
         broken: "broken_timeouts",
         correct: &["correct_timeouts"],
         bench: true,
+        budget: secs(120),
     },
     Lab {
         name: "select_telnet",
@@ -142,6 +147,7 @@ pub static LABS: &[Lab] = &[
             "grader/tests/impls/select_telnet.py",
         ],
         bench: false,
+        budget: secs(45),
     },
 ];
 

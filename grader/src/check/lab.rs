@@ -2,6 +2,7 @@
 //! entries themselves are in [`crate::course`].
 
 use super::{Check, Suite};
+use std::time::Duration;
 
 /// A lab of the course.
 pub struct Lab {
@@ -29,6 +30,10 @@ pub struct Lab {
     /// Whether `make bench LAB=<name>` can add the student's program to the
     /// bench's sweep (it is a line echo server).
     pub bench: bool,
+    /// The whole grade's time limit: whatever the program does, the grade
+    /// ends within it (checks not started by then are not run, 0 points).
+    /// A few times the reference solution's time.
+    pub budget: Duration,
 }
 
 /// The system calls a lab's program may sleep in while idle, and how the
@@ -68,6 +73,11 @@ impl Lab {
 
     pub fn check(&self, name: &str) -> Option<&'static Check> {
         self.checks().find(|check| check.name == name)
+    }
+
+    /// How the grader tells that the program starts at all.
+    pub fn start(&self) -> Option<fn(&super::Ctx) -> super::Outcome> {
+        self.suites.iter().find_map(|suite| suite.start)
     }
 
     pub fn max_points(&self) -> u32 {

@@ -62,6 +62,10 @@ pub struct Suite {
     pub name: &'static str,
     pub checks: &'static [Check],
     pub hints: &'static str,
+    /// How to tell, once per grade and in seconds, that the program starts
+    /// at all (prints its line, connects, stays up): when this fails, no
+    /// check is run. The lab's first suite that has one is used.
+    pub start: Option<fn(&Ctx) -> Outcome>,
 }
 
 pub type Outcome = Result<(), Verdict>;
@@ -131,6 +135,22 @@ pub fn ensure(condition: bool, failure: impl FnOnce() -> Failure) -> Outcome {
 /// a thread): not the program's fault, and reported as such.
 pub fn grader_error(what: impl std::fmt::Display) -> Verdict {
     Failure::new(format!("grader error (please report it): {what}")).into()
+}
+
+/// The likely mistake behind a program that stopped at once, from the
+/// words describing how it ended.
+pub fn start_cause(ending: &str) -> &'static str {
+    if ending.contains("not yet implemented") {
+        "the lab is not written yet: a todo!() panics as soon as the program reaches it"
+    } else if ending.contains("panicked") {
+        "a panic at start: its message is above (an unwrap() of an error, an index out of range)"
+    } else if ending.contains("killed by") {
+        "a crash at start (the signal is named above)"
+    } else if ending.contains("exited with code 0") {
+        "main() returned: the program must keep running its loop until it is stopped"
+    } else {
+        "an error at start: its stderr is above"
+    }
 }
 
 /// The deadline `duration` from now.

@@ -11,7 +11,7 @@
 //! threads, O_NONBLOCK, the bound address, fd hygiene), `command_line.rs`
 //! (usage errors).
 
-use crate::check::{Ctx, Failure, Outcome, Server, Suite, Verdict, ensure, within};
+use crate::check::{Ctx, Failure, Outcome, Server, Suite, Verdict, ensure, start_cause, within};
 use crate::harness::client::{Client, End, Received};
 use crate::harness::process::SpawnOptions;
 use crate::harness::text::{bytes, first_difference, quote, thousands};
@@ -60,7 +60,23 @@ pub static SUITE: Suite = Suite {
         command_line::USAGE,
     ],
     hints: include_str!("hints.txt"),
+    start: Some(started),
 };
+
+/// The start every check relies on: the server prints its line and keeps
+/// running (a stub prints it and reaches its todo!() at once).
+fn started(ctx: &Ctx) -> Outcome {
+    let mut server = start(ctx)?;
+    std::thread::sleep(Duration::from_millis(200));
+    server.program.check_alive().map_err(|ending| {
+        Failure::new(format!(
+            "the server printed `listening on` and then stopped: {ending}"
+        ))
+        .expected("the server keeps running and serving clients until the grader stops it")
+        .cause(start_cause(&ending))
+        .into()
+    })
+}
 
 // ---------------------------------------------------------------------------
 // Helpers shared by the checks.

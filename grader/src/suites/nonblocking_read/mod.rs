@@ -13,7 +13,7 @@
 //! (the run with a paused writer that several checks share), and the checks
 //! by theme: `copy.rs`, `flags.rs`, `inputs.rs`.
 
-use crate::check::Suite;
+use crate::check::{Ctx, Failure, Outcome, Suite, ensure, start_cause};
 
 mod copy;
 mod flags;
@@ -35,4 +35,22 @@ pub static SUITE: Suite = Suite {
         inputs::ERRORS,
     ],
     hints: include_str!("hints.txt"),
+    start: Some(started),
 };
+
+/// The start every check relies on: on an empty stdin the program does
+/// not crash (a stub reaches its todo!() at once). Whether it exits, and
+/// what it prints, the checks judge.
+fn started(ctx: &Ctx) -> Outcome {
+    let (program, status) = harness::run_to_exit(ctx, &[])?;
+    let Some(status) = status else {
+        return Ok(());
+    };
+    let ending = program.describe_exit(status);
+    let crashed = status.code().is_none() || ending.contains("panicked");
+    ensure(!crashed, || {
+        Failure::new(format!("on an empty stdin, {ending}"))
+            .expected("`reads=0 bytes=0 eagain=E` on stderr and exit code 0")
+            .cause(start_cause(&ending))
+    })
+}

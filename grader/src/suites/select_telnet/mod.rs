@@ -11,7 +11,9 @@
 //! `data.rs` (bytes copied both ways), `endings.rs` (end of input, the peer
 //! closing, exit codes, a closed stdout), `idle.rs` (an idle program).
 
-use crate::check::Suite;
+use crate::check::{Ctx, Failure, Outcome, Suite, start_cause};
+use session::Session;
+use std::time::Duration;
 
 mod data;
 mod endings;
@@ -32,4 +34,18 @@ pub static SUITE: Suite = Suite {
         endings::STDOUT_CLOSED,
     ],
     hints: include_str!("hints.txt"),
+    start: Some(started),
 };
+
+/// The start every check relies on: the client connects and keeps running
+/// (a stub connects and reaches its todo!() at once).
+fn started(ctx: &Ctx) -> Outcome {
+    let mut session = Session::start(ctx)?;
+    std::thread::sleep(Duration::from_millis(200));
+    session.program.check_alive().map_err(|ending| {
+        Failure::new(format!("the client connected and then stopped: {ending}"))
+            .expected("the client keeps running while stdin and the connection are open")
+            .cause(start_cause(&ending))
+            .into()
+    })
+}

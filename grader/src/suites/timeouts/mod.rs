@@ -62,6 +62,7 @@ pub static SUITE: Suite = Suite {
         scale::MANY_DEADLINES,
     ],
     hints: include_str!("hints.txt"),
+    start: None,
 };
 
 /// Starts the server with `--idle-timeout-ms idle --tick-ms tick`.
