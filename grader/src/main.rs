@@ -3,17 +3,21 @@
 //! `grader hint <lab> [CHECK]`
 //! `grader --list [LAB]`
 //!
+//! Any grading command takes `--run-as USER`: as root, programs under test
+//! run as USER (default `nobody`).
+//!
 //! Exit status: 0 when every check passed, 1 when any did not, 2 for a usage
 //! error (unknown lab or check, missing program).
 
 use grader::course::{self, LABS};
+use grader::harness::contain;
 use grader::harness::process::resolve_bin;
 use grader::report::{LabReport, Style};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose]
+const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose] [--run-as USER]
        grader all --dir DIR [--suffix S] [--labs A,B] [--not-built LAB,...]
                                                                  grade DIR/<lab>S for every lab, then a summary
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
@@ -22,7 +26,10 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
        grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...] [--workspace DIR]
                                                                  grade every submission folder under DIR into a CSV
        grader zero <lab> WHY                                     Gradescope results.json scoring 0 (build failed...)
-       grader --list [LAB]";
+       grader --list [LAB]
+
+As root, the grader runs the program under test as USER (--run-as, or
+$GRADER_RUN_AS; default nobody; `root` to keep root, unprotected).";
 
 #[derive(PartialEq)]
 enum Format {
@@ -155,14 +162,54 @@ fn emit(text: &str) {
     }
 }
 
+/// Takes `--run-as USER` out of the arguments and settles who programs run
+/// as (it matters only when the grader is root).
+fn run_as(args: &mut Vec<String>) -> Result<(), ExitCode> {
+    let mut user = None;
+    let mut i = 0;
+    while i < args.len() {
+        if let Some(name) = args[i].strip_prefix("--run-as=") {
+            user = Some(name.to_string());
+            args.remove(i);
+        } else if args[i] == "--run-as" {
+            args.remove(i);
+            if i >= args.len() {
+                return Err(usage_error("--run-as needs a user name"));
+            }
+            user = Some(args.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    contain::choose_user(user.as_deref())
+        .map(|_| ())
+        .map_err(|err| {
+            eprintln!("grader: {err}");
+            ExitCode::from(2)
+        })
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("hint") => return hint(&args[1..]),
-        Some("all") => return all(args[1..].to_vec()),
-        Some("watch") => return watch(args[1..].to_vec()),
-        Some("zero") => return zero(&args[1..]),
-        Some("batch") => return batch(args[1..].to_vec()),
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().cloned().unwrap_or_default();
+    if !matches!(command.as_str(), "hint" | "zero")
+        && let Err(code) = run_as(&mut args)
+    {
+        return code;
+    }
+    // A grading process grades and nothing else: every process below it
+    // is the program under test's, and the end of each check kills them
+    // all. `watch` builds while it grades and `batch` runs graders, so
+    // they only kill what each check started.
+    if !matches!(command.as_str(), "watch" | "batch") {
+        contain::dedicate();
+    }
+    match command.as_str() {
+        "hint" => return hint(&args[1..]),
+        "all" => return all(args[1..].to_vec()),
+        "watch" => return watch(args[1..].to_vec()),
+        "zero" => return zero(&args[1..]),
+        "batch" => return batch(args[1..].to_vec()),
         _ => {}
     }
     let options = match parse(args) {

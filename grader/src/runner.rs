@@ -2,16 +2,28 @@
 //! its own thread with a deadline. A check that panics, overruns or fails is
 //! reported, never propagated; whatever a check started is killed when it
 //! ends.
+//!
+//! Two rules bound a grade whatever the program does. Its start is probed
+//! once: a program that never starts properly fails that one probe and no
+//! check is run. And a lab's whole grade has a time budget: a check gets at
+//! most what is left of it, and checks not started when it runs out are not
+//! run.
 
-use crate::check::{Check, Ctx, Failure, Verdict};
+use crate::check::{Check, Ctx, Failure, Outcome, Verdict};
 use crate::course::Lab;
-use crate::harness::process;
+use crate::harness::{contain, process};
 use crate::report::{CheckReport, LabReport, Status};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The start probe's time limit.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+/// A check is not started with less than this left of the budget.
+const LEAST: Duration = Duration::from_secs(1);
 
 /// Grades `bin` as `lab`, running every check (or only those named in
 /// `only`). `on_check` sees each result as soon as it is known.
@@ -22,31 +34,105 @@ pub fn grade(
     mut on_check: impl FnMut(&CheckReport),
 ) -> LabReport {
     process::raise_own_fd_limit();
-    let mut checks = Vec::new();
-    for check in lab
+    let shown = bin;
+    contain::become_subreaper();
+    // As root the program runs as another user, who may not reach `bin`.
+    let runnable = contain::runnable(bin);
+    let bin = runnable.path.as_path();
+    let selected: Vec<&'static Check> = lab
         .checks()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
-    {
-        let mut result = run_check(lab, check, bin.to_path_buf());
-        if result.status == Status::Fail && result.seconds < check.limit.as_secs_f64() {
-            result = run_again(lab, check, bin, result);
-        }
+        .collect();
+    let budget = Budget::new(lab.budget);
+    let never_started = lab.start().and_then(|probe| probe_start(lab, probe, bin));
+    let mut checks: Vec<CheckReport> = Vec::new();
+    for check in selected {
+        let result = match (&never_started, checks.first()) {
+            (Some(why), None) => not_started(lab, check, why),
+            (Some(_), Some(first)) => not_run(
+                lab,
+                check,
+                format!("not run: the program never started (see `{}`)", first.name),
+            ),
+            (None, _) => graded(lab, check, bin, &budget),
+        };
         on_check(&result);
         checks.push(result);
     }
     LabReport {
         lab: lab.name.to_string(),
-        bin: bin.display().to_string(),
+        bin: shown.display().to_string(),
         checks,
     }
 }
 
-/// A failed check is run once more (unless it ran into its time limit): if
-/// the second run passes, the program behaves differently from run to run,
-/// and the student should hear that rather than see a plain fail. It still
-/// counts as a fail.
-fn run_again(lab: &'static Lab, check: &Check, bin: &Path, first: CheckReport) -> CheckReport {
-    let second = run_check(lab, check, bin.to_path_buf());
+/// What is left of a lab's time budget.
+struct Budget {
+    total: Duration,
+    ends: Instant,
+}
+
+impl Budget {
+    fn new(total: Duration) -> Budget {
+        Budget {
+            total,
+            ends: Instant::now() + total,
+        }
+    }
+
+    fn left(&self) -> Duration {
+        self.ends.saturating_duration_since(Instant::now())
+    }
+
+    fn used_up(&self) -> String {
+        format!(
+            "not run: the grade's time limit of {} s was used up by the checks before it (a program that stops answering makes each check wait for its deadlines)",
+            self.total.as_secs()
+        )
+    }
+}
+
+/// Runs a check within the budget; a failed check that did not run into
+/// its time limit is run once more to tell a flaky program from a wrong one.
+fn graded(lab: &'static Lab, check: &'static Check, bin: &Path, budget: &Budget) -> CheckReport {
+    let Some(limit) = limit_within(check, budget) else {
+        return not_run(lab, check, budget.used_up());
+    };
+    let mut first = run_check(lab, check, bin.to_path_buf(), limit);
+    let overran = first.seconds + 0.05 >= limit.as_secs_f64();
+    if overran && limit < check.limit {
+        first.message += &format!(
+            "\n(the grade's time limit of {} s ran out during this check)",
+            budget.total.as_secs()
+        );
+    }
+    if first.status != Status::Fail || overran {
+        return first;
+    }
+    match limit_within(check, budget) {
+        Some(limit) => run_again(lab, check, bin, first, limit),
+        None => first,
+    }
+}
+
+/// The check's own time limit, or less if less of the budget is left; none
+/// when too little is left to start it.
+fn limit_within(check: &Check, budget: &Budget) -> Option<Duration> {
+    let left = budget.left();
+    (left >= LEAST).then(|| check.limit.min(left))
+}
+
+/// A failed check is run once more: if the second run passes, the program
+/// behaves differently from run to run, and the student should hear that
+/// rather than see a plain fail. It still counts as a fail.
+fn run_again(
+    lab: &'static Lab,
+    check: &'static Check,
+    bin: &Path,
+    first: CheckReport,
+    limit: Duration,
+) -> CheckReport {
+    let second = run_check(lab, check, bin.to_path_buf(), limit);
     let mut result = first;
     result.seconds += second.seconds;
     if second.status == Status::Pass {
@@ -59,18 +145,82 @@ fn run_again(lab: &'static Lab, check: &Check, bin: &Path, first: CheckReport) -
     result
 }
 
-/// Runs one check in its own thread with a deadline; kills whatever it
-/// started if it overruns. Never panics, never hangs.
-pub fn run_check(lab: &'static Lab, check: &Check, bin: PathBuf) -> CheckReport {
+/// Probes the program's start once; the rendered failure when it never
+/// starts properly.
+fn probe_start(lab: &'static Lab, probe: fn(&Ctx) -> Outcome, bin: &Path) -> Option<Run> {
+    let run = run_body(lab, "start", probe, bin.to_path_buf(), START_LIMIT);
+    (run.status == Status::Fail).then_some(run)
+}
+
+/// The first check of a grade whose program never started: it carries the
+/// probe's failure.
+fn not_started(lab: &'static Lab, check: &'static Check, probe: &Run) -> CheckReport {
+    let mut result = not_run(
+        lab,
+        check,
+        format!(
+            "the program never started properly, so no check was run:\n{}",
+            probe.message
+        ),
+    );
+    result.seconds = probe.seconds;
+    result
+}
+
+/// A check reported failed at once, with 0 points.
+fn not_run(lab: &'static Lab, check: &'static Check, message: String) -> CheckReport {
+    let mut result = report(
+        lab,
+        check,
+        Run {
+            status: Status::Fail,
+            message,
+            notes: Vec::new(),
+            seconds: 0.0,
+        },
+    );
+    // The check's own hint is about a mistake it did not get to see.
+    result.hint = None;
+    result
+}
+
+/// Runs one check with a deadline of `limit`; kills whatever it started.
+/// Never panics, never hangs.
+pub fn run_check(
+    lab: &'static Lab,
+    check: &'static Check,
+    bin: PathBuf,
+    limit: Duration,
+) -> CheckReport {
+    let run = run_body(lab, check.name, check.run, bin, limit);
+    report(lab, check, run)
+}
+
+/// How one run of a check body ended.
+struct Run {
+    status: Status,
+    message: String,
+    notes: Vec<String>,
+    seconds: f64,
+}
+
+/// Runs `body` in its own thread with a deadline of `limit`, kills whatever
+/// it started when it ends or overruns.
+fn run_body(
+    lab: &'static Lab,
+    name: &str,
+    body: fn(&Ctx) -> Outcome,
+    bin: PathBuf,
+    limit: Duration,
+) -> Run {
     let started = Instant::now();
     let ctx = Arc::new(Ctx::new(lab, bin));
     let (tx, rx) = channel();
     let runner = ctx.clone();
-    let run = check.run;
     let thread = std::thread::Builder::new()
-        .name(check.name.to_string())
+        .name(name.to_string())
         .spawn(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&runner)));
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| body(&runner)));
             let _ = tx.send(result);
         });
     let (status, message) = match thread {
@@ -78,7 +228,7 @@ pub fn run_check(lab: &'static Lab, check: &Check, bin: PathBuf) -> CheckReport 
             Status::Fail,
             format!("grader error: cannot start the check: {err}"),
         ),
-        Ok(_) => match rx.recv_timeout(check.limit) {
+        Ok(_) => match rx.recv_timeout(limit) {
             Ok(Ok(Ok(()))) => (Status::Pass, String::new()),
             Ok(Ok(Err(Verdict::Fail(failure)))) => (Status::Fail, ctx.render(&failure)),
             Ok(Ok(Err(Verdict::Skip(why)))) => (Status::Skip, why),
@@ -96,8 +246,8 @@ pub fn run_check(lab: &'static Lab, check: &Check, bin: PathBuf) -> CheckReport 
             Err(_) => {
                 ctx.registry.kill_all();
                 let failure = Failure::new(format!(
-                    "the check did not finish within {} s and was stopped",
-                    check.limit.as_secs()
+                    "the check did not finish within {:.0} s and was stopped",
+                    limit.as_secs_f64()
                 ))
                 .cause("the program stopped responding in a way the check did not expect (a deadlock, or blocking in a read or write)")
                 .transcript(&[]);
@@ -107,19 +257,28 @@ pub fn run_check(lab: &'static Lab, check: &Check, bin: PathBuf) -> CheckReport 
     };
     ctx.registry.kill_all();
     let notes = ctx.notes.lock().unwrap().clone();
+    Run {
+        status,
+        message,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn report(lab: &'static Lab, check: &'static Check, run: Run) -> CheckReport {
     CheckReport {
         name: check.name.to_string(),
         description: check.title.to_string(),
         max: check.points,
-        points: if status == Status::Pass {
+        points: if run.status == Status::Pass {
             check.points
         } else {
             0
         },
-        status,
-        seconds: started.elapsed().as_secs_f64(),
-        message,
-        notes,
+        status: run.status,
+        seconds: run.seconds,
+        message: run.message,
+        notes: run.notes,
         hint: crate::course::hint(lab, check),
         flaky: false,
     }

@@ -88,6 +88,65 @@ fn resolve(name: &str) -> Result<Option<Credentials>, String> {
     }))
 }
 
+/// A copy of the program that the run-as user can execute, when it cannot
+/// execute `bin` where it is (a checkout under a private home, a file
+/// without o+x). Dropped with its folder.
+pub struct Runnable {
+    pub path: std::path::PathBuf,
+    folder: Option<std::path::PathBuf>,
+}
+
+impl Drop for Runnable {
+    fn drop(&mut self) {
+        if let Some(folder) = &self.folder {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// `bin`, or a copy of it in a fresh world-readable folder if the user the
+/// program runs as could not execute it.
+pub fn runnable(bin: &std::path::Path) -> Runnable {
+    let stay = Runnable {
+        path: bin.to_path_buf(),
+        folder: None,
+    };
+    if !matches!(credentials(), Ok(Some(_))) || others_can_run(bin) {
+        return stay;
+    }
+    copy_out(bin).unwrap_or(stay)
+}
+
+/// Whether a user who is neither owner nor group can reach and run `bin`.
+fn others_can_run(bin: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
+    let Ok(bin) = bin.canonicalize() else {
+        return true;
+    };
+    mode(&bin) & 0o005 == 0o005 && bin.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
+}
+
+fn copy_out(bin: &std::path::Path) -> std::io::Result<Runnable> {
+    use std::os::unix::fs::PermissionsExt;
+    let folder = std::env::temp_dir().join(format!(
+        "iomux-grader-bin-{}-{}",
+        std::process::id(),
+        SERIAL.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&folder)?;
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))?;
+    let path = folder.join(bin.file_name().unwrap_or("program".as_ref()));
+    std::fs::copy(bin, &path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(Runnable {
+        path,
+        folder: Some(folder),
+    })
+}
+
+static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One process of the table: its parent and whether it is a zombie.
 struct Entry {
     ppid: i32,
