@@ -4,16 +4,22 @@
 //! A submission is either a program (an executable named like the lab, in
 //! any language) or the lab's Rust sources (the lab folder with Cargo.toml
 //! and src/, or src/ alone, or bare .rs files). Sources are built one at a
-//! time in a scratch workspace that shares one target directory, so only the
-//! student's crate is compiled each time. Gradings run one at a time by
+//! time by [`crate::submission`] (only the `.rs` files, the lab's own
+//! manifest, unprivileged as root), in a scratch workspace that shares one
+//! target directory, so only the student's crate is compiled each time.
+//! Each program is graded by a grader process of its own, one at a time by
 //! default: checks measure CPU time and latency, and two gradings at once
 //! would disturb each other.
 
 use crate::course::Lab;
+use crate::harness::contain;
 use crate::report::{LabReport, Status};
+use crate::submission::{self, Builder};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 pub struct Batch {
     pub lab: &'static Lab,
@@ -45,10 +51,11 @@ pub fn run(batch: &Batch) -> Result<(), String> {
     std::fs::create_dir_all(&reports_dir)
         .map_err(|err| format!("cannot create {}: {err}", reports_dir.display()))?;
     // Build (or find) every program first, one build at a time.
+    let builder = OnceLock::new();
     let mut programs = Vec::new();
     for (i, name) in names.iter().enumerate() {
         eprintln!("[{}/{}] {name}: preparing", i + 1, names.len());
-        programs.push(prepare(batch, name));
+        programs.push(prepare(batch, &builder, name));
     }
     // Then grade, at most `jobs` at once.
     let mut pending: Vec<_> = names.iter().zip(programs).enumerate().collect();
@@ -64,9 +71,7 @@ pub fn run(batch: &Batch) -> Result<(), String> {
                         break;
                     };
                     let outcome = match program {
-                        Ok(bin) => {
-                            Outcome::Graded(crate::grade(batch.lab, &bin, &batch.only, |_| {}))
-                        }
+                        Ok(bin) => grade_apart(batch, &bin),
                         Err(why) => Outcome::NotGraded(why),
                     };
                     eprintln!("[{}/{}] {name}: {}", i + 1, names.len(), summary(&outcome));
@@ -138,131 +143,93 @@ fn human(report: &LabReport) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The program to grade for one submission, built if it is source code.
-fn prepare(batch: &Batch, name: &str) -> Result<PathBuf, String> {
-    let lab = batch.lab.name;
-    let mut folder = batch.dir.join(name);
-    for inner in [format!("labs/{lab}"), lab.to_string()] {
-        if folder.join(&inner).is_dir() {
-            folder = folder.join(inner);
-            break;
+/// Grades one program in a grader process of its own: whatever the program
+/// does, it cannot reach the batch or another submission's grading, and the
+/// process kills everything the program started before it exits.
+fn grade_apart(batch: &Batch, bin: &Path) -> Outcome {
+    let me = match std::env::current_exe() {
+        Ok(me) => me,
+        Err(err) => {
+            return Outcome::NotGraded(format!("grader error: cannot find the grader: {err}"));
         }
+    };
+    let mut grader = Command::new(me);
+    grader
+        .arg(batch.lab.name)
+        .arg("--bin")
+        .arg(bin)
+        .args(["--format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if !batch.only.is_empty() {
+        grader.arg("--only").arg(batch.only.join(","));
     }
+    if let Ok(user) = contain::credentials() {
+        let name = user.map_or("root".to_string(), |u| u.name);
+        grader.env(contain::RUN_AS, name);
+    }
+    let mut child = match grader.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return Outcome::NotGraded(format!("grader error: cannot start the grader: {err}"));
+        }
+    };
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        text
+    });
+    // The grade is bounded by the lab's budget; this is the backstop.
+    let deadline = Instant::now() + batch.lab.budget * 2 + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Outcome::NotGraded("grader error: the grading did not end in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = reader.join().unwrap_or_default();
+    serde_json::from_slice(&text)
+        .ok()
+        .and_then(|json| LabReport::from_json(&json))
+        .map_or_else(
+            || Outcome::NotGraded("grader error: the grading's report did not parse".into()),
+            Outcome::Graded,
+        )
+}
+
+/// The program to grade for one submission: its executable, or its Rust
+/// sources built without trusting them. Either way a copy only the grader
+/// can write.
+fn prepare(
+    batch: &Batch,
+    builder: &OnceLock<Result<Builder, String>>,
+    name: &str,
+) -> Result<PathBuf, String> {
+    let lab = batch.lab.name;
+    let folder = submission::lab_folder(&batch.dir.join(name), lab);
     let exe = folder.join(lab);
     if exe.is_file() && is_executable(&exe) {
-        return Ok(exe.canonicalize().unwrap_or(exe));
+        let bins = batch.scratch.join("bins").join(name);
+        std::fs::create_dir_all(&bins).map_err(|e| e.to_string())?;
+        let bin = bins.join(lab);
+        let _ = std::fs::remove_file(&bin);
+        std::fs::copy(&exe, &bin).map_err(|err| format!("cannot copy {}: {err}", exe.display()))?;
+        return Ok(bin);
     }
-    build(batch, name, &folder)
+    let builder = builder.get_or_init(|| Builder::new(batch.lab, &batch.workspace, &batch.scratch));
+    match builder {
+        Ok(builder) => builder.build(name, &folder),
+        Err(why) => Err(format!("grader error: cannot set up the build: {why}")),
+    }
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-}
-
-/// Builds Rust sources in a scratch workspace: the course's manifest with
-/// only this lab as a member, its path dependencies made absolute.
-fn build(batch: &Batch, name: &str, folder: &Path) -> Result<PathBuf, String> {
-    let lab = batch.lab.name;
-    let ws = batch.scratch.join("ws");
-    let lab_dir = ws.join("labs").join(lab);
-    let _ = std::fs::remove_dir_all(&lab_dir);
-    std::fs::create_dir_all(lab_dir.join("src")).map_err(|e| e.to_string())?;
-    let given_manifest = batch.workspace.join("labs").join(lab).join("Cargo.toml");
-    if folder.join("Cargo.toml").is_file() && folder.join("src").is_dir() {
-        copy_dir(&folder.join("src"), &lab_dir.join("src"))?;
-        copy(&folder.join("Cargo.toml"), &lab_dir.join("Cargo.toml"))?;
-    } else if folder.join("src").is_dir() {
-        copy_dir(&folder.join("src"), &lab_dir.join("src"))?;
-        copy(&given_manifest, &lab_dir.join("Cargo.toml"))?;
-    } else if has_rust_files(folder) {
-        copy_dir(folder, &lab_dir.join("src"))?;
-        copy(&given_manifest, &lab_dir.join("Cargo.toml"))?;
-    } else {
-        return Err(format!(
-            "no program: neither an executable `{lab}` nor Rust sources in {}",
-            folder.display()
-        ));
-    }
-    let manifest = std::fs::read_to_string(batch.workspace.join("Cargo.toml"))
-        .map_err(|err| format!("cannot read the course's Cargo.toml: {err}"))?;
-    let root = batch
-        .workspace
-        .canonicalize()
-        .unwrap_or_else(|_| batch.workspace.clone());
-    std::fs::write(
-        ws.join("Cargo.toml"),
-        scratch_manifest(&manifest, lab, &root),
-    )
-    .map_err(|e| e.to_string())?;
-    let _ = std::fs::copy(batch.workspace.join("Cargo.lock"), ws.join("Cargo.lock"));
-    let target = batch.scratch.join("target");
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&ws)
-        .env("CARGO_TARGET_DIR", &target)
-        .args(["build", "--quiet", "--release", "-p", lab])
-        .output()
-        .map_err(|err| format!("cannot run cargo: {err}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "does not compile:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let bins = batch.scratch.join("bins").join(name);
-    std::fs::create_dir_all(&bins).map_err(|e| e.to_string())?;
-    let bin = bins.join(lab);
-    copy(&target.join("release").join(lab), &bin)?;
-    Ok(bin)
-}
-
-/// The course manifest with `members = ["labs/<lab>"]` and absolute paths.
-fn scratch_manifest(manifest: &str, lab: &str, root: &Path) -> String {
-    let mut out = String::new();
-    let mut in_members = false;
-    for line in manifest.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("members") {
-            out += &format!("members = [\"labs/{lab}\"]\n");
-            in_members = !trimmed.contains(']');
-            continue;
-        }
-        if in_members {
-            in_members = !trimmed.starts_with(']');
-            continue;
-        }
-        out += &line.replace("path = \"", &format!("path = \"{}/", root.display()));
-        out.push('\n');
-    }
-    out
-}
-
-fn has_rust_files(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.path().extension().is_some_and(|x| x == "rs"))
-    })
-}
-
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|err| format!("cannot copy {}: {err}", from.display()))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
-    let entries = std::fs::read_dir(from).map_err(|e| e.to_string())?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            copy_dir(&path, &to.join(entry.file_name()))?;
-        } else {
-            copy(&path, &to.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
 }
 
 /// `submission,status,<check>...,total,max`, one row per submission.
@@ -306,6 +273,10 @@ fn csv(batch: &Batch, results: &[(usize, String, Outcome)]) -> String {
             Outcome::NotGraded(why) => {
                 let status = if why.starts_with("does not compile") {
                     "does not compile"
+                } else if why.starts_with("refused") {
+                    "refused"
+                } else if why.starts_with("grader error") {
+                    "grader error"
                 } else {
                     "no program"
                 };
@@ -332,16 +303,6 @@ fn field(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_scratch_manifest_has_one_member_and_absolute_paths() {
-        let manifest = "[workspace]\nmembers = [\n    \"grader\",\n    \"labs/labkit\",\n]\n\n[workspace.dependencies]\nlabkit = { path = \"labs/labkit\" }\n";
-        let out = scratch_manifest(manifest, "poll_echo", Path::new("/course"));
-        assert_eq!(
-            out,
-            "[workspace]\nmembers = [\"labs/poll_echo\"]\n\n[workspace.dependencies]\nlabkit = { path = \"/course/labs/labkit\" }\n"
-        );
-    }
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {

@@ -8,6 +8,7 @@
 //! - [`course`]: the registry of labs, which suites each one runs.
 //! - [`runner`]: grades a program: deadlines, reruns, kills.
 //! - [`report`]: the report formats (text, JSON, Gradescope).
+//! - [`submission`]: building a submission without trusting it.
 //! - [`batch`], [`watch`]: grading many submissions, re-grading on save.
 
 pub mod batch;
@@ -16,6 +17,7 @@ pub mod course;
 pub mod harness;
 pub mod report;
 pub mod runner;
+pub mod submission;
 pub mod suites;
 pub mod watch;
 

@@ -26,6 +26,8 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
        grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...] [--workspace DIR]
                                                                  grade every submission folder under DIR into a CSV
        grader zero <lab> WHY                                     Gradescope results.json scoring 0 (build failed...)
+       grader build <lab> SUBMISSION --workspace DIR --scratch DIR --out FILE
+                                                                 build a submission's sources without trusting them
        grader --list [LAB]
 
 As root, the grader runs the program under test as USER (--run-as, or
@@ -201,7 +203,7 @@ fn main() -> ExitCode {
     // is the program under test's, and the end of each check kills them
     // all. `watch` builds while it grades and `batch` runs graders, so
     // they only kill what each check started.
-    if !matches!(command.as_str(), "watch" | "batch") {
+    if !matches!(command.as_str(), "watch" | "batch" | "build") {
         contain::dedicate();
     }
     match command.as_str() {
@@ -210,6 +212,7 @@ fn main() -> ExitCode {
         "watch" => return watch(args[1..].to_vec()),
         "zero" => return zero(&args[1..]),
         "batch" => return batch(args[1..].to_vec()),
+        "build" => return build(&args[1..]),
         _ => {}
     }
     let options = match parse(args) {
@@ -566,6 +569,55 @@ fn batch(args: Vec<String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("grader batch: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `grader build LAB SUBMISSION --workspace W --scratch S --out FILE`: builds
+/// a submission's sources as `grader batch` does (only its `.rs` files, the
+/// lab's own manifest, unprivileged as root) and copies the program to
+/// FILE. Exit status 1 with the reason on stdout when it cannot be built.
+fn build(args: &[String]) -> ExitCode {
+    let mut positional = Vec::new();
+    let (mut workspace, mut scratch, mut out) = (None, None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--workspace" => workspace = args.next().map(PathBuf::from),
+            "--scratch" => scratch = args.next().map(PathBuf::from),
+            "--out" => out = args.next().map(PathBuf::from),
+            flag if flag.starts_with('-') => {
+                return usage_error(&format!("grader build: unknown option '{flag}'"));
+            }
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let ([lab, submission], Some(workspace), Some(scratch), Some(out)) =
+        (positional.as_slice(), workspace, scratch, out)
+    else {
+        return usage_error(
+            "usage: grader build <lab> SUBMISSION --workspace DIR --scratch DIR --out FILE",
+        );
+    };
+    let Some(lab) = course::find(lab) else {
+        return usage_error(&format!("unknown lab '{lab}'"));
+    };
+    let built = grader::submission::Builder::new(lab, &workspace, &scratch)
+        .map_err(|why| format!("grader error: cannot set up the build: {why}"))
+        .and_then(|builder| builder.build("submission", std::path::Path::new(submission)))
+        .and_then(|bin| {
+            std::fs::copy(&bin, &out).map(|_| ()).map_err(|err| {
+                format!(
+                    "grader error: cannot copy the program to {}: {err}",
+                    out.display()
+                )
+            })
+        });
+    match built {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            emit(&why);
             ExitCode::from(1)
         }
     }

@@ -210,6 +210,39 @@ impl LabReport {
         })
     }
 
+    /// The report back from its [`LabReport::json`] (a grading run in
+    /// another process); `None` if it is not one.
+    pub fn from_json(value: &Value) -> Option<LabReport> {
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let checks = value["checks"].as_array()?;
+        let checks = checks
+            .iter()
+            .map(|c| {
+                Some(CheckReport {
+                    name: text(&c["name"])?,
+                    description: text(&c["description"])?,
+                    status: match c["status"].as_str()? {
+                        "pass" => Status::Pass,
+                        "skip" => Status::Skip,
+                        _ => Status::Fail,
+                    },
+                    points: c["points"].as_u64()? as u32,
+                    max: c["max_points"].as_u64()? as u32,
+                    seconds: c["seconds"].as_f64()?,
+                    message: text(&c["message"])?,
+                    notes: c["notes"].as_array()?.iter().filter_map(text).collect(),
+                    hint: text(&c["hint"]),
+                    flaky: c["flaky"].as_bool()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(LabReport {
+            lab: text(&value["lab"])?,
+            bin: text(&value["bin"])?,
+            checks,
+        })
+    }
+
     /// Gradescope's results.json: one test per check. Checks named in
     /// `hidden` (instructor-only) are shown to students only once the
     /// instructor publishes the grades.

@@ -110,19 +110,41 @@ fn each_layer_uses_only_the_layers_below_it() {
         (
             "harness",
             &[
-                "check", "suites", "course", "runner", "report", "batch", "watch",
+                "check",
+                "suites",
+                "course",
+                "runner",
+                "report",
+                "submission",
+                "batch",
+                "watch",
             ],
         ),
         (
             "check",
-            &["suites", "course", "runner", "report", "batch", "watch"],
+            &[
+                "suites",
+                "course",
+                "runner",
+                "report",
+                "submission",
+                "batch",
+                "watch",
+            ],
         ),
-        ("suites", &["course", "runner", "report", "batch", "watch"]),
-        ("course.rs", &["runner", "report", "batch", "watch"]),
+        (
+            "suites",
+            &["course", "runner", "report", "submission", "batch", "watch"],
+        ),
+        (
+            "course.rs",
+            &["runner", "report", "submission", "batch", "watch"],
+        ),
         (
             "report.rs",
-            &["suites", "course", "runner", "batch", "watch"],
+            &["suites", "course", "runner", "submission", "batch", "watch"],
         ),
+        ("submission.rs", &["runner", "report", "batch", "watch"]),
     ];
     let src = workspace().join("grader/src");
     let mut wrong = Vec::new();

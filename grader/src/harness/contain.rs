@@ -88,6 +88,14 @@ fn resolve(name: &str) -> Result<Option<Credentials>, String> {
     }))
 }
 
+/// Becomes `user` (in a child, before exec): its group only, then its uid.
+pub fn drop_privileges(user: &Credentials) -> std::io::Result<()> {
+    nix::unistd::setgroups(&[user.gid])?;
+    nix::unistd::setgid(user.gid)?;
+    nix::unistd::setuid(user.uid)?;
+    Ok(())
+}
+
 /// A copy of the program that the run-as user can execute, when it cannot
 /// execute `bin` where it is (a checkout under a private home, a file
 /// without o+x). Dropped with its folder.
@@ -118,7 +126,7 @@ pub fn runnable(bin: &std::path::Path) -> Runnable {
 }
 
 /// Whether a user who is neither owner nor group can reach and run `bin`.
-fn others_can_run(bin: &std::path::Path) -> bool {
+pub fn others_can_run(bin: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
     let Ok(bin) = bin.canonicalize() else {

@@ -2,7 +2,7 @@
 //! an unprivileged user when the grader is root, its output collected by
 //! threads, and a kill of everything it started when done ([`contain`]).
 
-use super::contain::{self, Credentials};
+use super::contain;
 use super::text::indent;
 use nix::sys::resource::{Resource, getrlimit, rlim_t, setrlimit};
 use nix::sys::signal::{Signal, killpg};
@@ -143,7 +143,7 @@ impl Program {
                     Some(user) => {
                         let nproc = PROCESSES_UNPRIVILEGED;
                         limit(Resource::RLIMIT_NPROC, nproc, nproc)?;
-                        drop_privileges(user)?;
+                        contain::drop_privileges(user)?;
                     }
                 }
                 // If the grader dies, the program dies with it. (After the
@@ -241,8 +241,8 @@ impl Program {
                         Some((since, port)) if since.elapsed() >= UNFLUSHED => {
                             return Err(format!(
                                 "the program listens on port {port} but printed nothing on stdout for {:.0} s: \
-                                 the `listening on` line is printed but not flushed (stdout to a pipe is block-buffered: \
-                                 flush it after printing)",
+                                 the `listening on` line was never printed, or (most likely) printed but not flushed \
+                                 (stdout to a pipe is block-buffered: flush it after printing)",
                                 UNFLUSHED.as_secs_f64()
                             ));
                         }
@@ -408,13 +408,6 @@ impl Drop for Program {
 
 /// Becomes `user`, for good: no supplementary groups, its group, its uid
 /// (real, effective and saved). Between fork and exec: plain system calls.
-fn drop_privileges(user: &Credentials) -> std::io::Result<()> {
-    nix::unistd::setgroups(&[user.gid])?;
-    nix::unistd::setgid(user.gid)?;
-    nix::unistd::setuid(user.uid)?;
-    Ok(())
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineError {
     Timeout,
