@@ -102,6 +102,13 @@ fn unpack(zip: &Path, root: &Path) {
     assert!(unzip.status.success(), "{}", text(&unzip));
 }
 
+/// Runs the zip's setup.sh, as Gradescope does once per image (Rust is
+/// already here, so it installs nothing).
+fn setup(root: &Path) {
+    let out = run(Command::new("bash").arg(root.join("source/setup.sh")));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// Runs the zip's run_autograder on `submission` (files to put under
 /// `submission/`) and returns results.json.
 fn autograde(root: &Path, submission: &[(&str, &str)]) -> Value {
@@ -147,12 +154,7 @@ fn the_gradescope_autograder_scores_a_stub_zero_and_a_build_error_zero() {
     );
     assert!(built.status.success(), "{}", text(&built));
     unpack(&zip, &root);
-    // Gradescope runs setup.sh once; here the target directory is warmed by
-    // building the grader (setup.sh would also install Rust).
-    let warm = run(Command::new("cargo")
-        .current_dir(root.join("source"))
-        .args(["build", "--quiet", "--release", "-p", "grader"]));
-    assert!(warm.status.success(), "{}", text(&warm));
+    setup(&root);
 
     let stub =
         std::fs::read_to_string(common::workspace().join("labs/poll_echo/src/main.rs")).unwrap();
@@ -228,6 +230,16 @@ fn batch_grading_writes_a_csv_row_per_submission() {
     std::fs::create_dir_all(carol.parent().unwrap()).unwrap();
     std::fs::copy(common::bin("poll_echo_solution"), &carol).unwrap();
     std::fs::create_dir_all(subs.join("dave")).unwrap();
+    // A build script: refused, whatever it would have done.
+    write(
+        "eve/Cargo.toml",
+        &std::fs::read(stub.join("Cargo.toml")).unwrap(),
+    );
+    write("eve/build.rs", b"fn main() { std::process::exit(1) }\n");
+    write(
+        "eve/src/main.rs",
+        &std::fs::read(stub.join("src/main.rs")).unwrap(),
+    );
 
     let csv = root.join("grades.csv");
     let out = {
@@ -248,7 +260,8 @@ fn batch_grading_writes_a_csv_row_per_submission() {
          alice,failed,0,0,0,11\n\
          bob,does not compile,0,0,0,11\n\
          carol,passed,5,6,11,11\n\
-         dave,no program,0,0,0,11\n",
+         dave,no program,0,0,0,11\n\
+         eve,refused,0,0,0,11\n",
         "{}",
         text(&out)
     );
@@ -271,10 +284,7 @@ fn the_gradescope_autograder_gives_a_correct_submission_full_marks() {
     );
     assert!(built.status.success(), "{}", text(&built));
     unpack(&zip, &root);
-    let warm = run(Command::new("cargo")
-        .current_dir(root.join("source"))
-        .args(["build", "--quiet", "--release", "-p", "grader"]));
-    assert!(warm.status.success(), "{}", text(&warm));
+    setup(&root);
     let solution =
         std::fs::read_to_string(common::workspace().join("solutions/select_telnet/src/main.rs"))
             .unwrap();
@@ -320,4 +330,88 @@ fn a_partial_handout_has_only_the_labs_released_so_far() {
         "{makefile}"
     );
     let _ = std::fs::remove_dir_all(&copy);
+}
+
+#[test]
+fn the_gradescope_autograder_refuses_a_build_script_and_builds_unprivileged() {
+    let root = scratch("gradescope-hostile");
+    let zip = root.with_extension("zip");
+    let built = run(
+        Command::new(common::workspace().join("tools/gradescope.sh"))
+            .args(["poll_echo"])
+            .arg(&zip),
+    );
+    assert!(built.status.success(), "{}", text(&built));
+    unpack(&zip, &root);
+    setup(&root);
+    let grader = copies_target().join("release/grader");
+    let before = std::fs::read(&grader).unwrap();
+    let stub = common::workspace().join("labs/poll_echo");
+    let manifest = std::fs::read_to_string(stub.join("Cargo.toml")).unwrap();
+    let main = std::fs::read_to_string(stub.join("src/main.rs")).unwrap();
+
+    // A build script that would replace the grader and write the results.
+    let attack = format!(
+        "fn main() {{ let _ = std::fs::write({:?}, b\"#!/bin/sh\\necho pwned\\n\"); \
+         let _ = std::fs::write({:?}, b\"{{\\\"score\\\": 1000}}\"); }}\n",
+        grader.display().to_string(),
+        root.join("results/results.json").display().to_string()
+    );
+    let evil_manifest =
+        manifest.replace("[dependencies]", "build = \"build.rs\"\n\n[dependencies]");
+    let results = {
+        let _lock = common::exclusive();
+        autograde(
+            &root,
+            &[
+                ("Cargo.toml", evil_manifest.as_str()),
+                ("build.rs", attack.as_str()),
+                ("src/main.rs", main.as_str()),
+            ],
+        )
+    };
+    assert_eq!(score(&results), (0, max("poll_echo")), "{results:#}");
+    let output = results["output"].as_str().unwrap();
+    assert!(
+        output.contains("refused") && output.contains("build script"),
+        "{output}"
+    );
+    // Only the manifest: a new dependency (a proc-macro crate, say).
+    let more = manifest.replace("[dependencies]", "[dependencies]\nserde = \"1\"");
+    let results = autograde(
+        &root,
+        &[
+            ("Cargo.toml", more.as_str()),
+            ("src/main.rs", main.as_str()),
+        ],
+    );
+    let output = results["output"].as_str().unwrap();
+    assert!(
+        output.contains("refused") && output.contains("serde"),
+        "{output}"
+    );
+    assert!(
+        std::fs::read(&grader).unwrap() == before,
+        "the grader was changed"
+    );
+
+    // A file only root can read: a build run as root could include it.
+    if nix::unistd::Uid::effective().is_root() {
+        let secret = root.join("secret.txt");
+        std::fs::write(&secret, "the instructors' secret").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let peek = format!(
+            "const S: &str = include_str!({:?});\nfn main() {{ println!(\"{{S}}\"); }}\n",
+            secret.display().to_string()
+        );
+        let results = autograde(&root, &[("src/main.rs", peek.as_str())]);
+        let output = results["output"].as_str().unwrap();
+        assert!(
+            output.contains("does not compile") && output.contains("ermission denied"),
+            "{output}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&zip);
 }
