@@ -43,7 +43,7 @@ pub fn grade(
         .checks()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
         .collect();
-    let budget = Budget::new(lab.budget);
+    let budget = Budget::new(budget_of(lab));
     let never_started = lab.start().and_then(|probe| probe_start(lab, probe, bin));
     let mut checks: Vec<CheckReport> = Vec::new();
     for check in selected {
@@ -64,6 +64,18 @@ pub fn grade(
         bin: shown.display().to_string(),
         checks,
     }
+}
+
+/// The environment variable that sets every lab's budget, in seconds
+/// (a slow machine may need more; the tests need less).
+pub const BUDGET: &str = "GRADER_BUDGET_SECS";
+
+/// The lab's budget, or `$GRADER_BUDGET_SECS`.
+fn budget_of(lab: &Lab) -> Duration {
+    std::env::var(BUDGET)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(lab.budget, Duration::from_secs)
 }
 
 /// What is left of a lab's time budget.
