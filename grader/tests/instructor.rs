@@ -102,11 +102,23 @@ fn unpack(zip: &Path, root: &Path) {
     assert!(unzip.status.success(), "{}", text(&unzip));
 }
 
-/// Runs the zip's setup.sh, as Gradescope does once per image (Rust is
-/// already here, so it installs nothing).
-fn setup(root: &Path) {
+/// Builds `lab`'s autograder zip (with `hidden` checks), unpacks it into a
+/// scratch root and runs its setup.sh, as Gradescope does once per image
+/// (Rust is already here, so it installs nothing). Returns (root, zip).
+fn autograder(name: &str, lab: &str, hidden: &[&str]) -> (PathBuf, PathBuf) {
+    let root = scratch(name);
+    let zip = root.with_extension("zip");
+    let built = run(
+        Command::new(common::workspace().join("tools/gradescope.sh"))
+            .arg(lab)
+            .arg(&zip)
+            .args(hidden),
+    );
+    assert!(built.status.success(), "{}", text(&built));
+    unpack(&zip, &root);
     let out = run(Command::new("bash").arg(root.join("source/setup.sh")));
     assert!(out.status.success(), "{}", text(&out));
+    (root, zip)
 }
 
 /// Runs the zip's run_autograder on `submission` (files to put under
@@ -144,17 +156,7 @@ fn score(results: &Value) -> (u64, u64) {
 
 #[test]
 fn the_gradescope_autograder_scores_a_stub_zero_and_a_build_error_zero() {
-    let root = scratch("gradescope");
-    let zip = root.with_extension("zip");
-    let built = run(
-        Command::new(common::workspace().join("tools/gradescope.sh"))
-            .args(["poll_echo"])
-            .arg(&zip)
-            .arg("scale"),
-    );
-    assert!(built.status.success(), "{}", text(&built));
-    unpack(&zip, &root);
-    setup(&root);
+    let (root, zip) = autograder("gradescope", "poll_echo", &["scale"]);
 
     let stub =
         std::fs::read_to_string(common::workspace().join("labs/poll_echo/src/main.rs")).unwrap();
@@ -275,16 +277,7 @@ fn batch_grading_writes_a_csv_row_per_submission() {
 #[test]
 fn the_gradescope_autograder_gives_a_correct_submission_full_marks() {
     // The reference solution's source, submitted the way a student would.
-    let root = scratch("gradescope-solution");
-    let zip = root.with_extension("zip");
-    let built = run(
-        Command::new(common::workspace().join("tools/gradescope.sh"))
-            .args(["select_telnet"])
-            .arg(&zip),
-    );
-    assert!(built.status.success(), "{}", text(&built));
-    unpack(&zip, &root);
-    setup(&root);
+    let (root, zip) = autograder("gradescope-solution", "select_telnet", &[]);
     let solution =
         std::fs::read_to_string(common::workspace().join("solutions/select_telnet/src/main.rs"))
             .unwrap();
@@ -334,16 +327,7 @@ fn a_partial_handout_has_only_the_labs_released_so_far() {
 
 #[test]
 fn the_gradescope_autograder_refuses_a_build_script_and_builds_unprivileged() {
-    let root = scratch("gradescope-hostile");
-    let zip = root.with_extension("zip");
-    let built = run(
-        Command::new(common::workspace().join("tools/gradescope.sh"))
-            .args(["poll_echo"])
-            .arg(&zip),
-    );
-    assert!(built.status.success(), "{}", text(&built));
-    unpack(&zip, &root);
-    setup(&root);
+    let (root, zip) = autograder("gradescope-hostile", "poll_echo", &[]);
     let grader = copies_target().join("release/grader");
     let before = std::fs::read(&grader).unwrap();
     let stub = common::workspace().join("labs/poll_echo");
