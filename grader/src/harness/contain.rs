@@ -12,6 +12,10 @@
 //!   descendant.
 //! - As root, the program runs as an unprivileged user (default `nobody`),
 //!   so that `RLIMIT_NPROC` holds and it cannot write the grader's files.
+//! - Where this process may create a cgroup (v2: as root, or in a delegated
+//!   subtree), each check's programs start in a [`Cgroup`] of their own, which
+//!   none of their descendants can leave and which is killed at once. It is
+//!   a help, never a need: without it the subreaper and the sweep do the work.
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, waitpid};
@@ -94,6 +98,95 @@ pub fn drop_privileges(user: &Credentials) -> std::io::Result<()> {
     nix::unistd::setgid(user.gid)?;
     nix::unistd::setuid(user.uid)?;
     Ok(())
+}
+
+/// A cgroup v2 of one check's programs (see the module's comment).
+pub struct Cgroup {
+    dir: std::path::PathBuf,
+    procs: std::fs::File,
+}
+
+impl Cgroup {
+    /// A new cgroup below this process's own, if one can be made and
+    /// entered; `None` otherwise (cgroup v1 only, not root, not delegated,
+    /// or `GRADER_NO_CGROUP` set).
+    pub fn create(tag: &str) -> Option<Cgroup> {
+        if std::env::var_os("GRADER_NO_CGROUP").is_some() {
+            return None;
+        }
+        let mount = cgroup2_mount()?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+        let dir = mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("iomux-grader-{tag}"));
+        std::fs::create_dir(&dir).ok()?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+        {
+            Ok(procs) => Some(Cgroup { dir, procs }),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// The open `cgroup.procs`: a child writes `0` to it between fork and
+    /// exec to enter the group (one write(2), async-signal-safe).
+    pub fn procs_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.procs.as_raw_fd()
+    }
+
+    /// The processes in the group.
+    pub fn members(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process in the group (`cgroup.kill`, or one by one on a
+    /// kernel without it) and waits, briefly, until it is empty.
+    pub fn kill(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let atomic = std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok();
+        loop {
+            let members = self.members();
+            if members.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            if !atomic {
+                for pid in members {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted, if it is.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
 }
 
 /// A copy of the program that the run-as user can execute, when it cannot
@@ -296,6 +389,36 @@ pub fn live_descendants() -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_holds_a_daemon_and_kills_it_at_once() {
+        use std::os::unix::process::CommandExt;
+        let Some(cgroup) = Cgroup::create(&format!("test-{}", std::process::id())) else {
+            eprintln!("no cgroup v2 can be made here: the subreaper and the sweep do the work");
+            return;
+        };
+        let fd = cgroup.procs_fd();
+        let mut command = std::process::Command::new("/bin/sh");
+        command.args(["-c", "setsid sh -c 'sleep 30' & sleep 30"]);
+        // SAFETY: one write(2) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let _ = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
+                Ok(())
+            });
+        }
+        let mut shell = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cgroup.members().len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(cgroup.members().len() >= 3, "{:?}", cgroup.members());
+        cgroup.kill();
+        assert_eq!(cgroup.members(), Vec::<i32>::new());
+        let _ = shell.wait();
+        become_subreaper();
+        sweep("no tag", &HashSet::new());
+    }
 
     #[test]
     fn a_process_that_escapes_its_group_is_found_and_killed() {

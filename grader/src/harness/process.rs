@@ -57,6 +57,8 @@ pub struct Registry {
     /// Put in the programs' environment, so that their descendants can be
     /// found wherever they went.
     tag: String,
+    /// The check's cgroup, made at its first program, if one can be.
+    cgroup: std::sync::OnceLock<Option<contain::Cgroup>>,
 }
 
 impl Default for Registry {
@@ -67,6 +69,7 @@ impl Default for Registry {
             groups: Mutex::default(),
             endings: Mutex::default(),
             tag: format!("{}.{n}", std::process::id()),
+            cgroup: std::sync::OnceLock::new(),
         }
     }
 }
@@ -79,6 +82,9 @@ impl Registry {
         let groups = self.groups.lock().unwrap().clone();
         for &pgid in &groups {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        if let Some(Some(cgroup)) = self.cgroup.get() {
+            cgroup.kill();
         }
         contain::sweep(&self.tag, &groups.into_iter().collect())
     }
@@ -126,10 +132,20 @@ impl Program {
         let own_stdout = options.stdout.is_none();
         command.stdout(options.stdout.unwrap_or_else(Stdio::piped));
         // SAFETY: between fork and exec only async-signal-safe calls are made:
-        // setrlimit and prctl are plain system calls.
+        // write, setrlimit, set*id and prctl are plain system calls.
         let run_as = user.clone();
+        let cgroup = registry
+            .cgroup
+            .get_or_init(|| contain::Cgroup::create(&registry.tag))
+            .as_ref()
+            .map(contain::Cgroup::procs_fd);
         unsafe {
             command.pre_exec(move || {
+                // Into the check's cgroup first, while still root: nothing
+                // it starts can leave it. A refusal changes nothing else.
+                if let Some(fd) = cgroup {
+                    let _ = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
+                }
                 let limit = |resource, soft, hard| {
                     setrlimit(resource, soft, hard).map_err(std::io::Error::from)
                 };
