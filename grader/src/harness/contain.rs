@@ -167,15 +167,25 @@ impl Cgroup {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+
+    /// Kills the group and removes it: a check's end, even if the check's
+    /// thread (which holds the group) is still stuck. A program started
+    /// after that is not in a cgroup, and the sweep still finds it.
+    pub fn end(&self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.dir.exists()
+            && std::fs::remove_dir(&self.dir).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.end();
     }
 }
 

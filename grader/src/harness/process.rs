@@ -84,7 +84,7 @@ impl Registry {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
         if let Some(Some(cgroup)) = self.cgroup.get() {
-            cgroup.kill();
+            cgroup.end();
         }
         contain::sweep(&self.tag, &groups.into_iter().collect())
     }
