@@ -50,7 +50,12 @@ pub fn table(points: &[Point]) -> String {
                         failures.len()
                     }
                 };
-                format!("{:>13}", format!("failed [{n}]"))
+                let what = if err.starts_with(crate::sweep::BEYOND) {
+                    "n/a"
+                } else {
+                    "failed"
+                };
+                format!("{:>13}", format!("{what} [{n}]"))
             }
         };
         let _ = writeln!(

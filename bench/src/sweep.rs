@@ -114,6 +114,18 @@ pub struct Point {
     pub outcome: Result<Measure, String>,
 }
 
+/// How a point not measured because the server cannot hold it (a limit of
+/// its design, such as its fds per connection) begins: a finding about the
+/// server, not a failure of the bench.
+pub const BEYOND: &str = "beyond this server's limits: ";
+
+impl Point {
+    /// Whether the point failed (a finding is not a failure).
+    pub fn failed(&self) -> bool {
+        matches!(&self.outcome, Err(err) if !err.starts_with(BEYOND))
+    }
+}
+
 /// Where the sweep is, for a progress line.
 #[derive(Debug)]
 pub struct Step<'a> {
@@ -138,8 +150,13 @@ struct Running<'a> {
     server: &'a Server,
     program: Option<Program>,
     target: Target,
-    /// fds the server held before any client: each idle connection adds one.
+    /// fds the server held before any client.
     base_fds: usize,
+    /// fds each idle connection costs the server, once measured (one for
+    /// most servers; two for a thread that clones its socket).
+    per_connection: Option<usize>,
+    /// The server's fd limit (its soft limit starts at our hard limit).
+    fd_limit: usize,
     pool: Option<IdlePool>,
     /// After a failure the server's remaining points are not measured: a
     /// stuck server would cost a timeout each.
@@ -210,10 +227,13 @@ fn start<'a>(
     source: Ipv4Addr,
     cpu: Option<usize>,
 ) -> Running<'a> {
+    let hard = |resource| nix::sys::resource::getrlimit(resource).map_or(0, |(_, hard)| hard);
     let options = SpawnOptions {
         args: server.args.clone(),
-        // The hard limit: every idle connection costs the server one fd.
+        // The hard limit: every idle connection costs the server an fd.
         nofile_soft: None,
+        // A thread per client needs a task per client: as many as allowed.
+        processes: Some(hard(nix::sys::resource::Resource::RLIMIT_NPROC)),
         ..SpawnOptions::default()
     };
     let mut running = Running {
@@ -224,6 +244,9 @@ fn start<'a>(
             source,
         },
         base_fds: 0,
+        per_connection: None,
+        fd_limit: usize::try_from(hard(nix::sys::resource::Resource::RLIMIT_NOFILE))
+            .unwrap_or(usize::MAX),
         pool: None,
         failure: None,
     };
@@ -318,7 +341,8 @@ fn one_idle_count(
     points: &mut Vec<Point>,
     progress: &mut dyn FnMut(Step),
 ) {
-    if server.failure.is_none() {
+    let beyond = beyond_limits(server, idle);
+    if server.failure.is_none() && beyond.is_none() {
         progress(Step {
             done: points.len(),
             total: 0,
@@ -332,9 +356,10 @@ fn one_idle_count(
         }
     }
     for &active in &plan.active {
-        let outcome = match &server.failure {
-            Some(err) => Err(skipped(err)),
-            None => {
+        let outcome = match (&server.failure, &beyond) {
+            (_, Some(why)) => Err(why.clone()),
+            (Some(err), None) => Err(skipped(err)),
+            (None, None) => {
                 progress(Step {
                     done: points.len(),
                     total: 0,
@@ -370,9 +395,29 @@ fn skipped(err: &str) -> String {
     }
 }
 
-/// Grows the pool to `idle` and waits until the server holds them all (one
-/// fd each), so that a point never measures connections still in the
-/// kernel's accept queue.
+/// Why the server cannot hold `idle` idle connections, if it cannot: its
+/// fds per connection (measured at its first idle point) times `idle` do
+/// not fit its fd limit.
+fn beyond_limits(server: &Running, idle: usize) -> Option<String> {
+    let per = server.per_connection.unwrap_or(1);
+    let needed = server.base_fds + idle * per + FD_SLACK;
+    (needed > server.fd_limit).then(|| {
+        format!(
+            "{BEYOND}{idle} idle connections at {per} fd{} each need about {needed} fds, \
+             more than its fd limit of {}",
+            if per == 1 { "" } else { "s" },
+            server.fd_limit
+        )
+    })
+}
+
+/// fds a server may need besides its connections and those at its start.
+const FD_SLACK: usize = 16;
+
+/// Grows the pool to `idle` and waits until the server holds them all (at
+/// least one fd each), so that a point never measures connections still in
+/// the kernel's accept queue. At the first idle point it also learns how
+/// many fds each connection costs the server.
 fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
     let (Some(program), Some(pool)) = (server.program.as_mut(), server.pool.as_mut()) else {
         return Err("the server is not running".into());
@@ -385,6 +430,12 @@ fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
             .unwrap_or(0)
             .saturating_sub(server.base_fds);
         if held >= idle {
+            if server.per_connection.is_none() && idle > 0 {
+                let held = settled_fds(program.pid).saturating_sub(server.base_fds);
+                // Rounded: a server may open an fd or two of its own on
+                // the way (an epoll instance, a log file).
+                server.per_connection = Some(((held + idle / 2) / idle).max(1));
+            }
             return Ok(());
         }
         if program.check_alive().is_err() {
@@ -403,6 +454,24 @@ fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
     }
 }
 
+/// The server's open fds once they stop growing (200 ms without change,
+/// 3 s at most): a server that costs two fds per connection passes `idle`
+/// halfway through accepting.
+fn settled_fds(pid: i32) -> usize {
+    let mut held = grader::harness::proc::open_fds(pid).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline && stable_since.elapsed() < Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = grader::harness::proc::open_fds(pid).unwrap_or(held);
+        if now != held {
+            held = now;
+            stable_since = Instant::now();
+        }
+    }
+    held
+}
+
 /// Adds how the server ended, if it did, to a failure.
 fn with_exit(program: &mut Program, err: String) -> String {
     // A dying server resets its connections a moment before it is reaped.
@@ -410,5 +479,57 @@ fn with_exit(program: &mut Program, err: String) -> String {
     match program.check_alive() {
         Ok(()) => err,
         Err(ending) => format!("{err}; {ending}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(server: &Server, per_connection: Option<usize>, fd_limit: usize) -> Running<'_> {
+        Running {
+            server,
+            program: None,
+            target: Target {
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                source: Ipv4Addr::LOCALHOST,
+            },
+            base_fds: 8,
+            per_connection,
+            fd_limit,
+            pool: None,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn a_point_beyond_a_servers_fds_per_connection_is_a_finding_not_a_failure() {
+        let server = Server {
+            name: "clones".into(),
+            bin: PathBuf::from("/bin/false"),
+            args: Vec::new(),
+        };
+        // One fd per connection: 10,000 fit a limit of 20,000; two do not.
+        assert_eq!(
+            beyond_limits(&running(&server, Some(1), 20_000), 10_000),
+            None
+        );
+        let why = beyond_limits(&running(&server, Some(2), 20_000), 10_000).unwrap();
+        assert!(
+            why.starts_with(BEYOND) && why.contains("2 fds each"),
+            "{why}"
+        );
+        let point = Point {
+            server: server.name.clone(),
+            idle: 10_000,
+            active: 1,
+            outcome: Err(why),
+        };
+        assert!(!point.failed());
+        let broken = Point {
+            outcome: Err("connection reset".into()),
+            ..point
+        };
+        assert!(broken.failed());
     }
 }

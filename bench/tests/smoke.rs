@@ -97,6 +97,50 @@ fn a_short_sweep_measures_every_server_and_writes_its_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The default sweep's largest point (10,000 idle connections, 50 active)
+/// for every server the bench knows: each must hold it where the machine's
+/// limits allow (issue 13: the threads baseline used two fds per connection
+/// and lost its clients to EMFILE there).
+#[test]
+fn the_default_sweeps_largest_point_holds_for_every_server() {
+    let dir = out_dir("largest");
+    let _lock = exclusive();
+    let output = bench(&[
+        // Each server's fds per connection are learnt at its first idle
+        // point, as in the default sweep.
+        "--idle",
+        "100,10000",
+        "--active",
+        "50",
+        "--duration-ms",
+        "200",
+        "--warmup-ms",
+        "50",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let (_, fds) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let (_, tasks) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC).unwrap();
+    if fds >= 12_000 && tasks >= 12_000 {
+        let csv = std::fs::read_to_string(dir.join("bench.csv")).unwrap();
+        for row in csv.lines().skip(1) {
+            let fields: Vec<&str> = row.split(',').collect();
+            assert!(
+                fields[5].parse::<u64>().unwrap_or(0) > 0,
+                "not measured: {row}\n{stdout}"
+            );
+        }
+    } else {
+        eprintln!("fd limit {fds}, task limit {tasks}: a point a server cannot hold is a finding");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_server_that_fails_is_reported_not_fatal() {
     let dir = out_dir("fail");

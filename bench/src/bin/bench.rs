@@ -35,6 +35,10 @@ const KNOWN: &[(&str, &str)] = &[
 const FD_SLACK: u64 = 64;
 
 fn main() {
+    // The servers are the course's own baselines and your own program: they
+    // run as you (as root too: the grader's switch to `nobody` would hold a
+    // thread-per-client baseline to 256 threads).
+    let _ = grader::harness::contain::choose_user(Some("root"));
     let args = Args::parse(
         USAGE,
         &[
@@ -124,7 +128,9 @@ fn main() {
     write(&svg_path, &bench::svg::plot(&points, &plan, &subtitle));
     println!("wrote {}", csv_path.display());
     println!("wrote {}", svg_path.display());
-    let failed = points.iter().filter(|p| p.outcome.is_err()).count();
+    // A point a server cannot hold by design (its fds per connection) is a
+    // finding under the table, not a failure.
+    let failed = points.iter().filter(|p| p.failed()).count();
     if failed > 0 {
         eprintln!("bench: {failed} of {total} points failed (see the notes under the table)");
         std::process::exit(1);

@@ -63,8 +63,12 @@ fn serve(stream: TcpStream) {
     let _ = serve_lines(stream);
 }
 
-fn serve_lines(mut writer: TcpStream) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(READ_CHUNK, writer.try_clone()?);
+/// Reads and writes through `&TcpStream`: one fd per connection (a
+/// `try_clone` for the writer would cost a second one, and halve the idle
+/// connections the fd limit allows).
+fn serve_lines(stream: TcpStream) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(READ_CHUNK, &stream);
+    let mut writer = &stream;
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
@@ -90,7 +94,7 @@ fn serve_lines(mut writer: TcpStream) -> io::Result<()> {
 
 /// The lingering close: no more replies, then discard the client's input
 /// until it closes, so that closing never resets the connection.
-fn linger(mut reader: BufReader<TcpStream>, writer: TcpStream) -> io::Result<()> {
+fn linger(mut reader: BufReader<&TcpStream>, writer: &TcpStream) -> io::Result<()> {
     writer.shutdown(Shutdown::Write)?;
     io::copy(&mut reader, &mut io::sink())?;
     Ok(())

@@ -40,6 +40,11 @@ pub struct SpawnOptions {
     pub stdin: Option<Stdio>,
     /// Give the program this as stdout instead of the grader's line reader.
     pub stdout: Option<Stdio>,
+    /// RLIMIT_NPROC (processes and threads of its user) when it runs as the
+    /// grader's own user; `None`: 4,096. (As the unprivileged user under
+    /// root it is always 256.) The bench's thread-per-client baseline needs
+    /// more.
+    pub processes: Option<u64>,
 }
 
 /// A line the program printed on stdout, with when it arrived.
@@ -134,6 +139,7 @@ impl Program {
         // SAFETY: between fork and exec only async-signal-safe calls are made:
         // write, setrlimit, set*id and prctl are plain system calls.
         let run_as = user.clone();
+        let processes = options.processes.unwrap_or(PROCESSES);
         let cgroup = registry
             .cgroup
             .get_or_init(|| contain::Cgroup::create(&registry.tag))
@@ -154,7 +160,7 @@ impl Program {
                 limit(Resource::RLIMIT_AS, ADDRESS_SPACE, ADDRESS_SPACE)?;
                 match &run_as {
                     None => {
-                        let _ = limit(Resource::RLIMIT_NPROC, PROCESSES, PROCESSES);
+                        let _ = limit(Resource::RLIMIT_NPROC, processes, processes);
                     }
                     Some(user) => {
                         let nproc = PROCESSES_UNPRIVILEGED;
