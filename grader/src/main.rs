@@ -31,7 +31,8 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
        grader --list [LAB]
 
 As root, the grader runs the program under test as USER (--run-as, or
-$GRADER_RUN_AS; default nobody; `root` to keep root, unprotected).";
+$GRADER_RUN_AS; default nobody; `root` to keep root, unprotected).
+Each lab's whole grade has a time budget; GRADER_BUDGET_SECS=N sets another.";
 
 #[derive(PartialEq)]
 enum Format {

@@ -207,6 +207,27 @@ fn a_program_that_crashes_at_start_fails_fast_and_quotes_it() {
     grade.within(5.0);
 }
 
+#[test]
+fn a_rust_program_that_panics_at_start_fails_fast_and_quotes_it() {
+    // The poll_echo stub: it prints its line, then panics at its todo!().
+    let _lock = common::exclusive();
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .args(["poll_echo", "--format", "json", "--bin"])
+        .arg(common::bin("poll_echo"))
+        .output()
+        .expect("run the grader");
+    let grade = Grade {
+        report: serde_json::from_slice(&output.stdout).expect("the grader's JSON"),
+        seconds: started.elapsed().as_secs_f64(),
+        token: String::new(),
+        peak: 0,
+    };
+    grade.never_started("panicked");
+    grade.never_started("not yet implemented");
+    grade.within(5.0);
+}
+
 /// A correct server with mischief on the side still earns its points: the
 /// mischief is contained, not graded.
 fn full_marks(grade: &Grade) {

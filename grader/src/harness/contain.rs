@@ -401,6 +401,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_program_the_run_as_user_cannot_reach_is_copied_out_and_cleaned_up() {
+        use std::os::unix::fs::PermissionsExt;
+        if !matches!(credentials(), Ok(Some(_))) {
+            eprintln!("not root: programs run as the grader's user, nothing to copy");
+            return;
+        }
+        let private = std::env::temp_dir().join(format!("iomux-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&private);
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let bin = private.join("poll_echo");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!others_can_run(&bin));
+        let copy = runnable(&bin);
+        assert_ne!(copy.path, bin);
+        assert_eq!(copy.path.file_name(), bin.file_name());
+        assert!(others_can_run(&copy.path));
+        let folder = copy.path.parent().unwrap().to_path_buf();
+        drop(copy);
+        assert!(!folder.exists());
+        std::fs::remove_dir_all(&private).unwrap();
+    }
+
+    #[test]
     fn a_cgroup_holds_a_daemon_and_kills_it_at_once() {
         use std::os::unix::process::CommandExt;
         let Some(cgroup) = Cgroup::create(&format!("test-{}", std::process::id())) else {
