@@ -8,7 +8,7 @@
 mod common;
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -79,9 +79,15 @@ fn grade(program: &str, env: &[(&str, &str)]) -> Grade {
 /// a few times (each check starts it afresh) and exercise it.
 const A_FEW: &[&str] = &["basic_echo", "quit", "concurrent_clients", "pipelined"];
 
-/// Grades `program` on the checks in `only` (all if empty).
-fn grade_only(program: &str, env: &[(&str, &str)], only: &[&str]) -> Grade {
+/// Grades the hostile program `name` on the checks in `only` (all if empty).
+fn grade_only(name: &str, env: &[(&str, &str)], only: &[&str]) -> Grade {
+    grade_path(&hostile(name), env, only)
+}
+
+/// Grades the program at `path`, with a fresh token.
+fn grade_path(path: &Path, env: &[(&str, &str)], only: &[&str]) -> Grade {
     let _lock = common::exclusive();
+    let program = path.file_name().unwrap_or_default().to_string_lossy();
     let token = format!("{program}-{}-{:?}", std::process::id(), Instant::now());
     let started = Instant::now();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -98,7 +104,7 @@ fn grade_only(program: &str, env: &[(&str, &str)], only: &[&str]) -> Grade {
     };
     let output = Command::new(env!("CARGO_BIN_EXE_grader"))
         .args(["poll_echo", "--format", "json", "--bin"])
-        .arg(hostile(program))
+        .arg(path)
         .args(if only.is_empty() {
             vec![]
         } else {
@@ -210,19 +216,7 @@ fn a_program_that_crashes_at_start_fails_fast_and_quotes_it() {
 #[test]
 fn a_rust_program_that_panics_at_start_fails_fast_and_quotes_it() {
     // The poll_echo stub: it prints its line, then panics at its todo!().
-    let _lock = common::exclusive();
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_grader"))
-        .args(["poll_echo", "--format", "json", "--bin"])
-        .arg(common::bin("poll_echo"))
-        .output()
-        .expect("run the grader");
-    let grade = Grade {
-        report: serde_json::from_slice(&output.stdout).expect("the grader's JSON"),
-        seconds: started.elapsed().as_secs_f64(),
-        token: String::new(),
-        peak: 0,
-    };
+    let grade = grade_path(&common::bin("poll_echo"), &[], &[]);
     grade.never_started("panicked");
     grade.never_started("not yet implemented");
     grade.within(5.0);

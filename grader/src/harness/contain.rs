@@ -305,34 +305,38 @@ fn has_tag(pid: i32, tag: &str) -> bool {
         .any(|var| var == wanted.as_bytes())
 }
 
+/// The chain from `pid` up to this process's child it descends from (`pid`
+/// first), or `None` if `pid` is not a descendant of this process.
+fn lineage(table: &HashMap<i32, Entry>, pid: i32) -> Option<Vec<i32>> {
+    let me = std::process::id() as i32;
+    let mut chain = vec![pid];
+    let mut cursor = pid;
+    for _ in 0..4096 {
+        match table.get(&cursor)?.ppid {
+            ppid if ppid == me => return Some(chain),
+            ppid if ppid <= 1 => return None,
+            ppid => {
+                chain.push(ppid);
+                cursor = ppid;
+            }
+        }
+    }
+    None
+}
+
 /// The descendants of this process that belong to the check: below one of
 /// `roots`, or tagged `tag`, or any at all in a dedicated grader.
 fn victims(table: &HashMap<i32, Entry>, tag: &str, roots: &HashSet<i32>) -> Vec<(i32, bool)> {
-    let me = std::process::id() as i32;
     let dedicated = DEDICATED.load(Ordering::Relaxed);
-    let mut found = Vec::new();
-    for (&pid, entry) in table {
-        // Walk up to this process; a chain that ends elsewhere is not ours.
-        let (mut cursor, mut below_root, mut steps) = (pid, roots.contains(&pid), 0);
-        let ours = loop {
-            let Some(e) = table.get(&cursor) else {
-                break false;
-            };
-            if e.ppid == me {
-                break true;
-            }
-            if e.ppid <= 1 || steps > 4096 {
-                break false;
-            }
-            cursor = e.ppid;
-            below_root |= roots.contains(&cursor);
-            steps += 1;
-        };
-        if ours && (dedicated || below_root || has_tag(pid, tag)) {
-            found.push((pid, entry.zombie));
-        }
-    }
-    found
+    table
+        .iter()
+        .filter(|&(&pid, _)| {
+            lineage(table, pid).is_some_and(|chain| {
+                dedicated || chain.iter().any(|p| roots.contains(p)) || has_tag(pid, tag)
+            })
+        })
+        .map(|(&pid, entry)| (pid, entry.zombie))
+        .collect()
 }
 
 /// Kills every process of the check (see [`victims`]) until none is left,
@@ -371,26 +375,15 @@ pub fn sweep(tag: &str, roots: &HashSet<i32>) -> usize {
     killed.len()
 }
 
-/// Every live descendant of this process (for tests and the batch's last
-/// word: nothing may be left running).
+/// Every live descendant of this process (the tests' view: nothing may be
+/// left running).
 pub fn live_descendants() -> Vec<i32> {
-    let me = std::process::id() as i32;
     let table = table();
     let mut out: Vec<i32> = table
         .iter()
         .filter(|(_, e)| !e.zombie)
-        .filter(|&(&pid, _)| {
-            let mut cursor = pid;
-            for _ in 0..4096 {
-                match table.get(&cursor) {
-                    Some(e) if e.ppid == me => return true,
-                    Some(e) if e.ppid > 1 => cursor = e.ppid,
-                    _ => return false,
-                }
-            }
-            false
-        })
         .map(|(&pid, _)| pid)
+        .filter(|&pid| lineage(&table, pid).is_some())
         .collect();
     out.sort();
     out
