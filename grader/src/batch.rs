@@ -12,14 +12,15 @@
 //! would disturb each other.
 
 use crate::course::Lab;
-use crate::harness::contain;
+use crate::harness::{contain, process};
 use crate::report::{LabReport, Status};
 use crate::submission::{self, Builder};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Batch {
     pub lab: &'static Lab,
@@ -161,7 +162,17 @@ fn grade_apart(batch: &Batch, bin: &Path) -> Outcome {
         .args(["--format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // Its own group, so that the backstop kills all of it; and it dies
+        // with the batch (Ctrl-C no longer reaches it through the terminal).
+        .process_group(0);
+    // SAFETY: one prctl between fork and exec.
+    unsafe {
+        grader.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
     if !batch.only.is_empty() {
         grader.arg("--only").arg(batch.only.join(","));
     }
@@ -182,14 +193,9 @@ fn grade_apart(batch: &Batch, bin: &Path) -> Outcome {
         text
     });
     // The grade is bounded by the lab's budget; this is the backstop.
-    let deadline = Instant::now() + batch.lab.budget * 2 + Duration::from_secs(60);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Outcome::NotGraded("grader error: the grading did not end in time".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let backstop = batch.lab.budget * 2 + Duration::from_secs(60);
+    if process::wait_or_kill(&mut child, backstop).is_none() {
+        return Outcome::NotGraded("grader error: the grading did not end in time".into());
     }
     let text = reader.join().unwrap_or_default();
     serde_json::from_slice(&text)

@@ -17,11 +17,12 @@
 
 use crate::course::Lab;
 use crate::harness::contain::{self, Credentials};
+use crate::harness::process;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A build's time limit.
 const BUILD_LIMIT: Duration = Duration::from_secs(600);
@@ -301,12 +302,20 @@ impl Builder {
             .args(["build", "--quiet", "--release", "-p", self.lab.name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(user) = self.user.clone() {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cargo.pre_exec(move || contain::drop_privileges(&user));
-            }
+            // Its own group: a build past its limit is killed with its rustcs.
+            .process_group(0);
+        let user = self.user.clone();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cargo.pre_exec(move || {
+                if let Some(user) = &user {
+                    contain::drop_privileges(user)?;
+                }
+                // Out of the terminal's group, so it dies with the grader
+                // instead (after the change of user, which clears it).
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                Ok(())
+            });
         }
         let log = self.scratch.join("build.log");
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -314,18 +323,7 @@ impl Builder {
         let mut child = cargo
             .spawn()
             .map_err(|err| format!("cannot run cargo: {err}"))?;
-        let deadline = Instant::now() + BUILD_LIMIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = process::wait_or_kill(&mut child, BUILD_LIMIT);
         let said = std::fs::read_to_string(&log).unwrap_or_default();
         match status {
             Some(status) if status.success() => Ok(()),

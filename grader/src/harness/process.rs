@@ -428,8 +428,25 @@ impl Drop for Program {
     }
 }
 
-/// Becomes `user`, for good: no supplementary groups, its group, its uid
-/// (real, effective and saved). Between fork and exec: plain system calls.
+/// Waits for `child` (started as the leader of its own process group) to
+/// end, up to `within`; past it, kills the whole group, reaps the child and
+/// returns `None`.
+pub fn wait_or_kill(child: &mut std::process::Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineError {
     Timeout,
