@@ -22,6 +22,13 @@ const POLL: Idle = Idle {
     how: "wait for all sockets at once with nix::poll::poll",
 };
 
+const SELECT: Idle = Idle {
+    syscalls: &[nr::SELECT, nr::PSELECT6],
+    names: "select or pselect6",
+    call: "select",
+    how: "wait for all sockets at once with nix::sys::select::select",
+};
+
 const EPOLL: Idle = Idle {
     syscalls: &[nr::EPOLL_WAIT, nr::EPOLL_PWAIT, nr::EPOLL_PWAIT2],
     names: "epoll_wait, epoll_pwait or epoll_pwait2",
@@ -51,6 +58,23 @@ pub static LABS: &[Lab] = &[
         ],
         bench: false,
         budget: secs(30),
+    },
+    Lab {
+        name: "select_echo",
+        summary: "line echo server on select(2), each connection an explicit state machine, within FD_SETSIZE",
+        idle: SELECT,
+        suites: &[&suites::echo::SUITE, &suites::select_echo::SUITE],
+        echo: Some(EchoLab {
+            clients: 1000,
+            args: &[],
+        }),
+        trigger: None,
+        stub: "select_echo",
+        solution: "select_echo_solution",
+        broken: "broken_echo",
+        correct: &["correct_select_echo", "grader/tests/impls/select_echo.py"],
+        bench: true,
+        budget: secs(60),
     },
     Lab {
         name: "poll_echo",
@@ -131,10 +155,8 @@ pub static LABS: &[Lab] = &[
         name: "select_telnet",
         summary: "telnet-like client multiplexing stdin and a socket with select(2)",
         idle: Idle {
-            syscalls: &[nr::SELECT, nr::PSELECT6],
-            names: "select or pselect6",
-            call: "select",
             how: "wait for stdin and the socket at once with nix::sys::select::select",
+            ..SELECT
         },
         suites: &[&suites::select_telnet::SUITE],
         echo: None,

@@ -98,6 +98,17 @@ impl Client {
         })
     }
 
+    /// The client's own port (the server sees it as the peer's port).
+    pub fn local_port(&self) -> Option<u16> {
+        self.socket.local_addr().ok()?.as_socket()?.port().into()
+    }
+
+    /// Whether something is waiting to be read (bytes, an EOF or an error),
+    /// without reading it or waiting.
+    pub fn has_input(&self) -> bool {
+        self.wait(PollFlags::POLLIN, Instant::now())
+    }
+
     /// Waits until the socket is ready for `events` or the deadline passes.
     fn wait(&self, events: PollFlags, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());

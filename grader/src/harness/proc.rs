@@ -302,7 +302,65 @@ pub fn tcp_socket_states(pid: i32) -> HashMap<u64, u8> {
     states
 }
 
+/// The soft RLIMIT_NOFILE the process has now (`Max open files` in
+/// `/proc/PID/limits`).
+pub fn nofile_soft(pid: i32) -> Option<u64> {
+    let text = read(pid, "limits")?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub const TCP_LISTEN: u8 = 0x0A;
+
+/// The peer of each connected TCP socket of the process's network
+/// namespace, by socket inode: `rem_address` of `/proc/PID/net/tcp`.
+pub fn tcp_peers(pid: i32) -> HashMap<u64, std::net::SocketAddrV4> {
+    read(pid, "net/tcp")
+        .map(|text| parse_tcp_peers(&text))
+        .unwrap_or_default()
+}
+
+pub fn parse_tcp_peers(text: &str) -> HashMap<u64, std::net::SocketAddrV4> {
+    let mut peers = HashMap::new();
+    for line in text.lines().skip(1) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (Some(remote), Some(inode)) = (words.get(2), words.get(9)) else {
+            continue;
+        };
+        let Some((ip, port)) = remote.split_once(':') else {
+            continue;
+        };
+        if let (Ok(ip), Ok(port), Ok(inode)) = (
+            u32::from_str_radix(ip, 16),
+            u16::from_str_radix(port, 16),
+            inode.parse::<u64>(),
+        ) {
+            // The kernel prints the address as the u32 it holds, in network
+            // order: its bytes in memory are the address's bytes.
+            let ip = std::net::Ipv4Addr::from(ip.to_ne_bytes());
+            if inode != 0 {
+                peers.insert(inode, std::net::SocketAddrV4::new(ip, port));
+            }
+        }
+    }
+    peers
+}
+
+/// The process's connected TCP sockets: fd and peer address.
+pub fn tcp_connections(pid: i32) -> Vec<(i32, std::net::SocketAddrV4)> {
+    let peers = tcp_peers(pid);
+    fd_targets(pid)
+        .into_iter()
+        .filter_map(|(fd, target)| {
+            let peer = peers.get(&socket_inode(&target)?)?;
+            (peer.port() != 0).then_some((fd, *peer))
+        })
+        .collect()
+}
 
 /// The inode number in a `socket:[12345]` link.
 pub fn socket_inode(target: &str) -> Option<u64> {
@@ -324,6 +382,16 @@ mod tests {
            1: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0 100 0 0 10 0\n\
            2: 0100007F:1F92 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4243 1 0 100 0 0 10 0\n";
         assert_eq!(parse_listening_ports(text, &[4242, 4243]), vec![8080]);
+    }
+
+    #[test]
+    fn peers_are_read_from_net_tcp() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n\
+           2: 0100007F:1F92 0201147F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4243 1 0 100 0 0 10 0\n";
+        let peers = parse_tcp_peers(text);
+        assert_eq!(peers[&4243], "127.20.1.2:54321".parse().unwrap());
+        assert_eq!(peers[&4242].port(), 0);
     }
 
     #[test]

@@ -5,5 +5,6 @@
 pub mod echo;
 pub mod epoll;
 pub mod nonblocking_read;
+pub mod select_echo;
 pub mod select_telnet;
 pub mod timeouts;

@@ -32,6 +32,10 @@ use nix::sys::signal::{SigHandler, Signal, signal};
 use nix::sys::time::TimeSpec;
 use socket2::Socket;
 
+mod select;
+use select::Select;
+pub use select::SelectFault;
+
 /// Largest write per `write(2)` call.
 const WRITE_CHUNK: usize = 1000;
 /// Size of the read buffer.
@@ -92,6 +96,22 @@ pub enum Fault {
 /// Runs the echo server with the given fault, exiting 2 on a usage error and 1 on a
 /// fatal error. Never returns.
 pub fn run(fault: Fault) -> ! {
+    start(fault, None)
+}
+
+/// Runs the server as a `select_echo` server (it waits in `select`, refuses
+/// fds of 1024 and more) with the given select fault.
+pub fn run_select(fault: SelectFault) -> ! {
+    let common = match fault {
+        // FAULT(select BlockingRead): client sockets left blocking.
+        SelectFault::BlockingRead => Fault::BlockingSockets,
+        SelectFault::NoRlimit => Fault::NoRlimit,
+        _ => Fault::None,
+    };
+    start(common, Some(fault))
+}
+
+fn start(fault: Fault, select: Option<SelectFault>) -> ! {
     let prog = program_name("broken");
 
     if fault == Fault::SigpipeDefault {
@@ -129,7 +149,7 @@ pub fn run(fault: Fault) -> ! {
     let mode = match fault {
         Fault::SerialBlocking => Mode::Serial(listener),
         Fault::ThreadPerClient => Mode::Threads(listener),
-        _ => Mode::Readiness(Server::new(prog, listener, fault)),
+        _ => Mode::Readiness(Server::new(prog, listener, fault, select)),
     };
 
     announce(port);
@@ -383,6 +403,8 @@ struct Server {
     buf: Vec<u8>,
     /// FAULT(UsesEpoll) only.
     epoll: Option<EpollState>,
+    /// The select_echo servers only.
+    select: Option<Select>,
 }
 
 struct EpollState {
@@ -392,7 +414,7 @@ struct EpollState {
 }
 
 impl Server {
-    fn new(prog: String, listener: Socket, fault: Fault) -> Self {
+    fn new(prog: String, listener: Socket, fault: Fault, select: Option<SelectFault>) -> Self {
         let epoll = if fault == Fault::UsesEpoll {
             // FAULT(UsesEpoll): wait in epoll_wait instead of poll.
             match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
@@ -409,6 +431,7 @@ impl Server {
         } else {
             None
         };
+        let listener_fd = listener.as_raw_fd();
         Server {
             prog,
             fault,
@@ -417,6 +440,7 @@ impl Server {
             accept_paused_until: None,
             buf: vec![0; READ_BUF],
             epoll,
+            select: select.map(|fault| Select::new(fault, listener_fd)),
         }
     }
 
@@ -464,6 +488,13 @@ impl Server {
         };
         if self.epoll.is_some() {
             return self.wait_epoll(pause.is_none(), timeout);
+        }
+        if let Some(select) = &mut self.select {
+            let conns = self
+                .conns
+                .iter()
+                .map(|(&fd, conn)| (fd, conn.interest(self.fault)));
+            return select.wait(&self.prog, pause.is_none(), conns, timeout);
         }
 
         let fault = self.fault;
@@ -579,7 +610,13 @@ impl Server {
                         return;
                     }
                 }
-                self.conns.insert(sock.as_raw_fd(), Conn::new(sock));
+                let fd = sock.as_raw_fd();
+                if let Some(select) = &mut self.select
+                    && !select.admit(&sock, self.conns.len())
+                {
+                    return; // refused: dropping `sock` closes it
+                }
+                self.conns.insert(fd, Conn::new(sock));
             }
             Err(e) if is_out_of_fds(&e) => {
                 self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);

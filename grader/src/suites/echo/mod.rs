@@ -1,4 +1,4 @@
-//! The echo-server checks, written once for every echo lab (poll_echo,
+//! The echo-server checks, written once for every echo lab (select_echo, poll_echo,
 //! epoll_lt, epoll_et, timeouts). What differs between labs (the readiness
 //! API expected while idle, the number of clients) comes from the lab's registry entry ([`crate::check::Lab`]).
 //!

@@ -18,6 +18,7 @@ pub(super) const IDLE_CPU: Check = Check {
     proven_by: &[
         broken("broken_poll_echo_busy_poll", "busy-waiting"),
         broken("broken_epoll_lt_busy_wait", "busy-waiting"),
+        broken("broken_select_echo_zero_timeout", "busy-waiting"),
     ],
 };
 
@@ -64,6 +65,7 @@ pub(super) const API: Check = Check {
         broken("broken_poll_echo_thread_per_client", "threads"),
         broken("broken_epoll_lt_thread_per_client", "threads"),
         broken("broken_epoll_lt_uses_ppoll", "ppoll"),
+        broken("broken_select_echo_uses_poll", "ppoll"),
     ],
 };
 
@@ -158,10 +160,16 @@ pub(super) const NONBLOCKING_SOCKETS: Check = Check {
     title: "the listening socket and every client socket are O_NONBLOCK",
     limit: secs(30),
     run: nonblocking_sockets,
-    proven_by: &[broken(
-        "broken_poll_echo_blocking_sockets",
-        "do not inherit O_NONBLOCK",
-    )],
+    proven_by: &[
+        broken(
+            "broken_poll_echo_blocking_sockets",
+            "do not inherit O_NONBLOCK",
+        ),
+        broken(
+            "broken_select_echo_blocking_read",
+            "do not inherit O_NONBLOCK",
+        ),
+    ],
 };
 
 fn nonblocking_sockets(ctx: &Ctx) -> Outcome {
