@@ -1,7 +1,7 @@
 # iomux-labs: `make help` lists the targets.
 
 # Labs the grader can grade today, in teaching order.
-LABS := nonblocking_read poll_echo epoll_lt epoll_et timeouts select_telnet
+LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts select_telnet
 
 # The student copy (`make handout`) has no solutions/ and no tools/.
 HAVE_SOLUTIONS := $(wildcard solutions)
@@ -30,7 +30,7 @@ help:
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
-	@echo "  make bench                      poll vs epoll vs threads vs tokio, many clients (docs/bench.md)"
+	@echo "  make bench                      select vs poll vs epoll vs threads vs tokio (docs/bench.md)"
 	@echo "  make bench LAB=<lab> [BIN=path] the same with your program added (default: labs/<lab>)"
 	@echo ""
 	@echo "Labs: $(LABS)"
@@ -94,7 +94,7 @@ endif
 # under many idle and active clients; a table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := poll_echo epoll_lt epoll_et timeouts
+BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi
@@ -102,7 +102,7 @@ bench:
 	  echo "make bench: unknown LAB '$(LAB)'; one of: $(BENCH_LABS)" >&2; exit 2;; esac; fi
 	@echo "==> building the bench$(if $(HAVE_SOLUTIONS), and the reference solutions) (release)"
 	@$(CARGO) build --quiet --release -p bench \
-	  $(if $(HAVE_SOLUTIONS),-p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution) \
+	  $(if $(HAVE_SOLUTIONS),-p select_echo_solution -p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution) \
 	  $(if $(LAB),$(if $(BIN),,-p $(LAB)))
 	@$(TARGET_DIR)/release/bench $(if $(HAVE_SOLUTIONS),,--servers threads,tokio) \
 	  $(if $(LAB),--lab $(LAB) --bin $(or $(BIN),$(TARGET_DIR)/release/$(LAB))) $(BENCH_FLAGS)

@@ -103,13 +103,24 @@ pub fn findings(points: &[Point], plan: &Plan) -> String {
             for &active in &plan.active {
                 let from =
                     find(points, server, fewest, active).and_then(|p| p.outcome.as_ref().ok());
-                let to = find(points, server, most, active).and_then(|p| p.outcome.as_ref().ok());
+                // A server that cannot hold `most` (select): as far as it went.
+                let to = points
+                    .iter()
+                    .filter(|p| p.server == *server && p.active == active && p.idle <= most)
+                    .filter_map(|p| Some((p.idle, p.outcome.as_ref().ok()?)))
+                    .max_by_key(|(idle, _)| *idle)
+                    .filter(|(idle, _)| *idle > fewest);
                 let text = match (from, to) {
-                    (Some(a), Some(b)) => format!(
-                        "{} -> {} ({:.1}x)",
+                    (Some(a), Some((idle, b))) => format!(
+                        "{} -> {} ({:.1}x){}",
                         duration(a.p50),
                         duration(b.p50),
-                        b.p50.as_secs_f64() / a.p50.as_secs_f64()
+                        b.p50.as_secs_f64() / a.p50.as_secs_f64(),
+                        if idle == most {
+                            String::new()
+                        } else {
+                            format!(" at {}", thousands(idle))
+                        }
                     ),
                     _ => "not measured".to_string(),
                 };

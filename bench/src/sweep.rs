@@ -25,6 +25,9 @@ pub struct Server {
     pub name: String,
     pub bin: PathBuf,
     pub args: Vec<String>,
+    /// The server watches only fds below this (select's `FD_SETSIZE`):
+    /// points that need higher fds are a finding, not measured.
+    pub max_fd: Option<usize>,
 }
 
 /// What to measure for each server.
@@ -184,7 +187,6 @@ impl Running<'_> {
 
 /// Runs the whole plan; `progress` hears before each step.
 pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> Vec<Point> {
-    let total = servers.len() * plan.points_per_server();
     let registry = Arc::new(Registry::default());
     let server_cpu = pin_self(plan.pinning);
     let mut running: Vec<Running> = servers
@@ -192,6 +194,15 @@ pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> 
         .enumerate()
         .map(|(index, server)| start(server, &registry, source_address(index), server_cpu))
         .collect();
+    let most_active = plan.active.iter().copied().max().unwrap_or(1);
+    // A server that cannot watch high fds (select) is also measured at the
+    // most idle connections it can hold, so its curve goes as far as it can.
+    let at_capacity: Vec<Option<usize>> = running
+        .iter()
+        .map(|server| capacity(server, plan, most_active))
+        .collect();
+    let total = servers.len() * plan.points_per_server()
+        + at_capacity.iter().flatten().count() * plan.active.len();
     let mut points = Vec::with_capacity(total);
     let mut report = |step: Step| progress(&Step { total, ..step });
     let mut idle_counts = plan.idle.as_slice();
@@ -199,8 +210,15 @@ pub fn run(servers: &[Server], plan: &Plan, mut progress: impl FnMut(&Step)) -> 
         interleaved(&mut running, plan, &mut points, &mut report);
         idle_counts = rest;
     }
-    for server in &mut running {
+    for (server, capacity) in running.iter_mut().zip(at_capacity) {
         for &idle in idle_counts {
+            // Before the first point it cannot hold: the most it can.
+            if let Some(most) = capacity
+                && most < idle
+                && !points_at(&points, server, most)
+            {
+                one_idle_count(server, most, plan, &mut points, &mut report);
+            }
             one_idle_count(server, idle, plan, &mut points, &mut report);
         }
         server.stop();
@@ -341,7 +359,8 @@ fn one_idle_count(
     points: &mut Vec<Point>,
     progress: &mut dyn FnMut(Step),
 ) {
-    let beyond = beyond_limits(server, idle);
+    let most_active = plan.active.iter().copied().max().unwrap_or(1);
+    let beyond = beyond_limits(server, idle, most_active);
     if server.failure.is_none() && beyond.is_none() {
         progress(Step {
             done: points.len(),
@@ -395,12 +414,22 @@ fn skipped(err: &str) -> String {
     }
 }
 
-/// Why the server cannot hold `idle` idle connections, if it cannot: its
-/// fds per connection (measured at its first idle point) times `idle` do
-/// not fit its fd limit.
-fn beyond_limits(server: &Running, idle: usize) -> Option<String> {
+/// Why the server cannot hold `idle` idle connections (and `active`
+/// clients), if it cannot: its fds per connection (measured at its first
+/// idle point) times `idle` do not fit its fd limit, or go past the highest
+/// fd it can watch.
+fn beyond_limits(server: &Running, idle: usize, active: usize) -> Option<String> {
     let per = server.per_connection.unwrap_or(1);
     let needed = server.base_fds + idle * per + FD_SLACK;
+    if let Some(max) = server.server.max_fd {
+        let highest = server.base_fds + (idle + active) * per;
+        if idle > 0 && highest >= max {
+            return Some(format!(
+                "{BEYOND}it can watch only fds below {max} (select's FD_SETSIZE), \
+                 and {idle} idle connections with {active} active clients need fds up to about {highest}"
+            ));
+        }
+    }
     (needed > server.fd_limit).then(|| {
         format!(
             "{BEYOND}{idle} idle connections at {per} fd{} each need about {needed} fds, \
@@ -409,6 +438,21 @@ fn beyond_limits(server: &Running, idle: usize) -> Option<String> {
             server.fd_limit
         )
     })
+}
+
+/// The most idle connections a server with a highest watchable fd holds
+/// alongside `active` clients, when the plan asks for more (rounded down to
+/// a multiple of 50).
+fn capacity(server: &Running, plan: &Plan, active: usize) -> Option<usize> {
+    let max = server.server.max_fd?;
+    let most = max.checked_sub(server.base_fds + active + 1)? / 50 * 50;
+    (most > 0 && plan.idle.iter().any(|&idle| idle > most)).then_some(most)
+}
+
+fn points_at(points: &[Point], server: &Running, idle: usize) -> bool {
+    points
+        .iter()
+        .any(|p| p.server == server.server.name && p.idle == idle)
 }
 
 /// fds a server may need besides its connections and those at its start.
@@ -503,18 +547,37 @@ mod tests {
     }
 
     #[test]
+    fn select_beyond_fd_setsize_is_a_finding() {
+        let server = Server {
+            name: "select_echo".into(),
+            bin: PathBuf::from("/bin/false"),
+            args: Vec::new(),
+            max_fd: Some(1024),
+        };
+        let fits = running(&server, Some(1), 20_000);
+        assert_eq!(beyond_limits(&fits, 100, 50), None);
+        assert_eq!(beyond_limits(&fits, 0, 50), None);
+        let why = beyond_limits(&fits, 1000, 50).unwrap();
+        assert!(
+            why.starts_with(BEYOND) && why.contains("FD_SETSIZE"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn a_point_beyond_a_servers_fds_per_connection_is_a_finding_not_a_failure() {
         let server = Server {
             name: "clones".into(),
             bin: PathBuf::from("/bin/false"),
             args: Vec::new(),
+            max_fd: None,
         };
         // One fd per connection: 10,000 fit a limit of 20,000; two do not.
         assert_eq!(
-            beyond_limits(&running(&server, Some(1), 20_000), 10_000),
+            beyond_limits(&running(&server, Some(1), 20_000), 10_000, 50),
             None
         );
-        let why = beyond_limits(&running(&server, Some(2), 20_000), 10_000).unwrap();
+        let why = beyond_limits(&running(&server, Some(2), 20_000), 10_000, 50).unwrap();
         assert!(
             why.starts_with(BEYOND) && why.contains("2 fds each"),
             "{why}"

@@ -20,6 +20,7 @@ fn release_bench() -> PathBuf {
         .current_dir(&workspace)
         .args(["build", "--quiet", "--release", "-p", "bench"]);
     for solution in [
+        "select_echo_solution",
         "poll_echo_solution",
         "epoll_lt_solution",
         "epoll_et_solution",
@@ -159,6 +160,11 @@ fn the_default_sweeps_largest_point_holds_for_every_server() {
         let csv = std::fs::read_to_string(dir.join("bench.csv")).unwrap();
         for row in csv.lines().skip(1) {
             let fields: Vec<&str> = row.split(',').collect();
+            if fields[0] == "select_echo" && fields[1] == "10000" {
+                // select cannot watch 10,000 fds: a finding, said as such.
+                assert!(row.contains("FD_SETSIZE"), "{row}\n{stdout}");
+                continue;
+            }
             assert!(
                 fields[5].parse::<u64>().unwrap_or(0) > 0,
                 "not measured: {row}\n{stdout}"

@@ -16,15 +16,17 @@ const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-
   --duration-ms MS   how long each point is measured (default 2000)
   --warmup-ms MS     round trips before counting starts (default 250)
   --line-bytes L     bytes per line, counting the \\n, 1 to 8192 (default 64)
-  --servers LIST     of poll_echo,epoll_lt,epoll_et,threads,tokio (default: all)
-  --bin PATH --lab LAB  also measure your own server for LAB (poll_echo, epoll_lt,
-                     epoll_et or timeouts)
+  --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,threads,tokio
+                     (default: all)
+  --bin PATH --lab LAB  also measure your own server for LAB (select_echo,
+                     poll_echo, epoll_lt, epoll_et or timeouts)
   --pin same|split|off  the generator and the server on the same CPU (default),
                      on two CPUs, or wherever the scheduler puts them
   --out DIR          where the CSV and the SVG go (default: target/bench)";
 
 /// The servers the bench knows: name in the output, binary next to ours.
 const KNOWN: &[(&str, &str)] = &[
+    ("select_echo", "select_echo_solution"),
     ("poll_echo", "poll_echo_solution"),
     ("epoll_lt", "epoll_lt_solution"),
     ("epoll_et", "epoll_et_solution"),
@@ -196,6 +198,7 @@ fn servers(args: &Args) -> Vec<Server> {
             name: name.to_string(),
             bin,
             args: Vec::new(),
+            max_fd: fd_limit_of(name),
         });
     }
     if let Some((lab, bin)) = yours {
@@ -210,10 +213,16 @@ fn servers(args: &Args) -> Vec<Server> {
         servers.push(Server {
             name: format!("yours ({lab})"),
             bin: path,
+            max_fd: fd_limit_of(&lab),
             args,
         });
     }
     servers
+}
+
+/// The highest fd (plus one) a lab's server can watch: select's FD_SETSIZE.
+fn fd_limit_of(lab: &str) -> Option<usize> {
+    (lab == "select_echo").then_some(1024)
 }
 
 /// `--bin PATH --lab LAB`, checked: (lab, path) or nothing.

@@ -149,7 +149,7 @@ fn start(fault: Fault, select: Option<SelectFault>) -> ! {
     let mode = match fault {
         Fault::SerialBlocking => Mode::Serial(listener),
         Fault::ThreadPerClient => Mode::Threads(listener),
-        _ => Mode::Readiness(Server::new(prog, listener, fault, select)),
+        _ => Mode::Readiness(Box::new(Server::new(prog, listener, fault, select))),
     };
 
     announce(port);
@@ -164,7 +164,7 @@ fn start(fault: Fault, select: Option<SelectFault>) -> ! {
 /// How the server waits for clients.
 enum Mode {
     /// One thread, one readiness loop (every fault but two).
-    Readiness(Server),
+    Readiness(Box<Server>),
     /// FAULT(SerialBlocking).
     Serial(Socket),
     /// FAULT(ThreadPerClient).
