@@ -23,7 +23,8 @@ pub const BACKPRESSURE_LIMIT: usize = 64 * 1024;
 /// A good size for the scratch buffer given to [`Connection::read_once`].
 pub const READ_CHUNK: usize = 64 * 1024;
 
-const TOO_LONG_REPLY: &[u8] = b"ERR line too long\n";
+/// The reply to a line longer than [`MAX_LINE`], before the connection ends.
+pub const TOO_LONG_REPLY: &[u8] = b"ERR line too long\n";
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +53,8 @@ pub enum ReadOutcome {
 
 pub struct Connection {
     stream: TcpStream,
-    /// The bytes of the line being received, not yet ended by `\n`.
-    line: Vec<u8>,
+    /// The line being received, not yet ended by `\n`.
+    lines: LineReader,
     /// Replies not yet written; `out[sent..]` is what is left.
     out: Vec<u8>,
     sent: usize,
@@ -67,7 +68,7 @@ impl Connection {
     pub fn new(stream: TcpStream) -> Connection {
         Connection {
             stream,
-            line: Vec::new(),
+            lines: LineReader::default(),
             out: Vec::new(),
             sent: 0,
             phase: Phase::Echoing,
@@ -183,44 +184,22 @@ impl Connection {
     }
 
     /// Splits freshly read bytes into lines and queues their echoes.
-    fn absorb(&mut self, mut data: &[u8]) {
-        while !data.is_empty() && self.phase == Phase::Echoing {
-            let room = MAX_LINE - self.line.len();
-            match data.iter().take(room).position(|&b| b == b'\n') {
-                Some(i) => {
-                    let (line_end, rest) = data.split_at(i + 1);
-                    data = rest;
-                    if self.line.is_empty() {
-                        self.end_of_line(line_end);
-                    } else {
-                        let mut line = std::mem::take(&mut self.line);
-                        line.extend_from_slice(line_end);
-                        self.end_of_line(&line);
-                        line.clear();
-                        self.line = line; // keep the allocation
-                    }
-                }
-                // The 8193rd byte of a line has arrived and none of the first
-                // 8192 was `\n`: the line is too long, whatever comes next, so
-                // say so now instead of buffering more.
-                None if data.len() > room => {
-                    self.line.clear();
-                    self.out.extend_from_slice(TOO_LONG_REPLY);
-                    self.phase = Phase::Ending { write_shut: false };
-                }
-                None => {
-                    self.line.extend_from_slice(data);
-                    data = &[];
-                }
+    fn absorb(&mut self, data: &[u8]) {
+        let out = &mut self.out;
+        let fed = self.lines.feed(data, |line| {
+            if is_quit(line) {
+                return Flow::Stop;
             }
-        }
-    }
-
-    fn end_of_line(&mut self, line: &[u8]) {
-        if is_quit(line) {
-            self.phase = Phase::Ending { write_shut: false };
-        } else {
-            self.out.extend_from_slice(line);
+            out.extend_from_slice(line);
+            Flow::Continue
+        });
+        match fed {
+            Fed::All => {}
+            Fed::Stopped => self.phase = Phase::Ending { write_shut: false },
+            Fed::TooLong => {
+                self.out.extend_from_slice(TOO_LONG_REPLY);
+                self.phase = Phase::Ending { write_shut: false };
+            }
         }
     }
 
@@ -228,8 +207,7 @@ impl Connection {
         match self.phase {
             Phase::Echoing => {
                 // An unterminated last fragment is echoed as it is.
-                let fragment = std::mem::take(&mut self.line);
-                self.out.extend_from_slice(&fragment);
+                self.out.extend_from_slice(&self.lines.take_fragment());
                 self.phase = Phase::Draining;
             }
             // The client has closed after our shutdown: the lingering close is over.
@@ -285,10 +263,75 @@ impl AsRawFd for Connection {
 }
 
 /// `quit\n` or `quit\r\n`.
-fn is_quit(line: &[u8]) -> bool {
+pub fn is_quit(line: &[u8]) -> bool {
     let text = line.strip_suffix(b"\n").unwrap_or(line);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     text == b"quit"
+}
+
+/// Cuts a byte stream into lines of at most [`MAX_LINE`] bytes, `\n`
+/// included: it keeps the unfinished line between reads.
+#[derive(Default)]
+pub struct LineReader {
+    line: Vec<u8>,
+}
+
+/// Whether [`LineReader::feed`] should go on after a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The rest of the input is not wanted (after `quit`).
+    Stop,
+}
+
+/// How [`LineReader::feed`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// Every byte was used: whole lines passed on, the rest kept.
+    All,
+    /// A line's handler said [`Flow::Stop`]; the bytes after it were dropped.
+    Stopped,
+    /// The 8193rd byte of a line arrived and none of the first 8192 was a
+    /// `\n`: the line is too long, whatever comes next. The line so far and
+    /// the rest of the input were dropped.
+    TooLong,
+}
+
+impl LineReader {
+    /// Passes every complete line in `data` (with the bytes kept from
+    /// earlier reads in front) to `on_line`, and keeps the unfinished end.
+    pub fn feed(&mut self, mut data: &[u8], mut on_line: impl FnMut(&[u8]) -> Flow) -> Fed {
+        while !data.is_empty() {
+            let room = MAX_LINE - self.line.len();
+            let Some(i) = data.iter().take(room).position(|&b| b == b'\n') else {
+                if data.len() > room {
+                    self.line.clear();
+                    return Fed::TooLong;
+                }
+                self.line.extend_from_slice(data);
+                return Fed::All;
+            };
+            let (line_end, rest) = data.split_at(i + 1);
+            data = rest;
+            let flow = if self.line.is_empty() {
+                on_line(line_end)
+            } else {
+                self.line.extend_from_slice(line_end);
+                let flow = on_line(&self.line);
+                self.line.clear(); // keeps the allocation
+                flow
+            };
+            if flow == Flow::Stop {
+                return Fed::Stopped;
+            }
+        }
+        Fed::All
+    }
+
+    /// The unfinished last line, at the end of the input: it is echoed as it is.
+    pub fn take_fragment(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.line)
+    }
 }
 
 /// Accepts every pending connection on a non-blocking listener, making each
