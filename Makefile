@@ -1,7 +1,7 @@
 # iomux-labs: `make help` lists the targets.
 
 # Labs the grader can grade today, in teaching order.
-LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts select_telnet
+LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts async_echo select_telnet
 
 # The student copy (`make handout`) has no solutions/ and no tools/.
 HAVE_SOLUTIONS := $(wildcard solutions)
@@ -94,7 +94,7 @@ endif
 # under many idle and active clients; a table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts
+BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts async_echo
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi
@@ -102,7 +102,7 @@ bench:
 	  echo "make bench: unknown LAB '$(LAB)'; one of: $(BENCH_LABS)" >&2; exit 2;; esac; fi
 	@echo "==> building the bench$(if $(HAVE_SOLUTIONS), and the reference solutions) (release)"
 	@$(CARGO) build --quiet --release -p bench \
-	  $(if $(HAVE_SOLUTIONS),-p select_echo_solution -p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution) \
+	  $(if $(HAVE_SOLUTIONS),-p select_echo_solution -p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution -p async_echo_solution) \
 	  $(if $(LAB),$(if $(BIN),,-p $(LAB)))
 	@$(TARGET_DIR)/release/bench $(if $(HAVE_SOLUTIONS),,--servers threads,tokio) \
 	  $(if $(LAB),--lab $(LAB) --bin $(or $(BIN),$(TARGET_DIR)/release/$(LAB))) $(BENCH_FLAGS)

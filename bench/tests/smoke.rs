@@ -24,6 +24,7 @@ fn release_bench() -> PathBuf {
         "poll_echo_solution",
         "epoll_lt_solution",
         "epoll_et_solution",
+        "async_echo_solution",
     ] {
         cargo.args(["-p", solution]);
     }

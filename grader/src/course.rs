@@ -152,6 +152,27 @@ pub static LABS: &[Lab] = &[
         budget: secs(120),
     },
     Lab {
+        name: "async_echo",
+        summary: "line echo server as async functions on your own executor and epoll reactor, with idle timeouts",
+        idle: Idle {
+            how: "park the executor in the reactor: epoll_wait with the earliest timer's deadline as its timeout",
+            ..EPOLL
+        },
+        suites: &[&suites::echo::SUITE, &suites::async_echo::SUITE],
+        // As for timeouts: a 10-minute idle timeout for the echo checks.
+        echo: Some(EchoLab {
+            clients: 10_000,
+            args: &["--idle-timeout-ms", "600000"],
+        }),
+        trigger: None,
+        stub: "async_echo",
+        solution: "async_echo_solution",
+        broken: "broken_async_echo",
+        correct: &["correct_async_echo", "grader/tests/impls/async_echo.py"],
+        bench: true,
+        budget: secs(120),
+    },
+    Lab {
         name: "select_telnet",
         summary: "telnet-like client multiplexing stdin and a socket with select(2)",
         idle: Idle {

@@ -174,6 +174,10 @@ fn every_proof_fails_its_check_with_its_cause() {
             .iter()
             .flat_map(|check| check.proven_by.iter().map(move |proof| (check, proof)))
     });
+    // A check run by two suites (the idle checks of timeouts and
+    // async_echo) is proven once.
+    let mut seen = std::collections::HashSet::new();
+    let proofs = proofs.filter(move |(check, proof)| seen.insert((check.name, proof.program)));
     all(proofs, |(check, proof)| {
         let lab = lab_of(proof.program).ok_or(format!("{}: which lab?", proof.program))?;
         if chosen.iter().all(|l| l.name != lab.name) {

@@ -16,10 +16,10 @@ const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-
   --duration-ms MS   how long each point is measured (default 2000)
   --warmup-ms MS     round trips before counting starts (default 250)
   --line-bytes L     bytes per line, counting the \\n, 1 to 8192 (default 64)
-  --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,threads,tokio
-                     (default: all)
+  --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,async_echo,threads,
+                     tokio (default: all)
   --bin PATH --lab LAB  also measure your own server for LAB (select_echo,
-                     poll_echo, epoll_lt, epoll_et or timeouts)
+                     poll_echo, epoll_lt, epoll_et, timeouts or async_echo)
   --pin same|split|off  the generator and the server on the same CPU (default),
                      on two CPUs, or wherever the scheduler puts them
   --out DIR          where the CSV and the SVG go (default: target/bench)";
@@ -30,6 +30,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("poll_echo", "poll_echo_solution"),
     ("epoll_lt", "epoll_lt_solution"),
     ("epoll_et", "epoll_et_solution"),
+    ("async_echo", "async_echo_solution"),
     ("threads", "bench_threads_echo"),
     ("tokio", "bench_tokio_echo"),
 ];
@@ -197,27 +198,30 @@ fn servers(args: &Args) -> Vec<Server> {
         servers.push(Server {
             name: name.to_string(),
             bin,
-            args: Vec::new(),
+            args: lab_args(name),
             max_fd: fd_limit_of(name),
         });
     }
     if let Some((lab, bin)) = yours {
         let path = grader::harness::process::resolve_bin(&bin).unwrap_or_else(|err| fail(err));
-        // The timeouts lab closes idle connections after 10 s by default:
-        // idle here means silent, not abandoned.
-        let args = if lab == "timeouts" {
-            vec!["--idle-timeout-ms".to_string(), "3600000".to_string()]
-        } else {
-            Vec::new()
-        };
         servers.push(Server {
             name: format!("yours ({lab})"),
             bin: path,
             max_fd: fd_limit_of(&lab),
-            args,
+            args: lab_args(&lab),
         });
     }
     servers
+}
+
+/// The timeouts and async_echo labs close idle connections after 10 s by
+/// default: idle here means silent, not abandoned.
+fn lab_args(lab: &str) -> Vec<String> {
+    if matches!(lab, "timeouts" | "async_echo") {
+        vec!["--idle-timeout-ms".to_string(), "3600000".to_string()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The highest fd (plus one) a lab's server can watch: select's FD_SETSIZE.

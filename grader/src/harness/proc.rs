@@ -302,6 +302,19 @@ pub fn tcp_socket_states(pid: i32) -> HashMap<u64, u8> {
     states
 }
 
+/// CPU time of all the process's threads, in nanoseconds (the first field
+/// of each `/proc/PID/task/TID/schedstat`): finer than utime+stime, which
+/// move in 10 ms ticks.
+pub fn cpu_ns(pid: i32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// The soft RLIMIT_NOFILE the process has now (`Max open files` in
 /// `/proc/PID/limits`).
 pub fn nofile_soft(pid: i32) -> Option<u64> {

@@ -2,6 +2,7 @@
 //! suite; the checks sit in files by theme) and its `hints.txt`. Which labs
 //! run which suites is in [`crate::course`].
 
+pub mod async_echo;
 pub mod echo;
 pub mod epoll;
 pub mod nonblocking_read;

@@ -66,6 +66,7 @@ pub(super) const API: Check = Check {
         broken("broken_epoll_lt_thread_per_client", "threads"),
         broken("broken_epoll_lt_uses_ppoll", "ppoll"),
         broken("broken_select_echo_uses_poll", "ppoll"),
+        broken("broken_async_echo_reactor_thread", "threads"),
     ],
 };
 

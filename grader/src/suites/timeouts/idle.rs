@@ -150,7 +150,7 @@ fn judge_idle_close(
     None
 }
 
-pub(super) const IDLE_CLOSE: Check = Check {
+pub(crate) const IDLE_CLOSE: Check = Check {
     name: "idle_close",
     points: 8,
     title: "with --idle-timeout-ms 300, a silent client and one that went quiet after a line each get `BYE idle` and the close 300-400 ms after their last byte",
@@ -159,6 +159,7 @@ pub(super) const IDLE_CLOSE: Check = Check {
     proven_by: &[
         broken("broken_timeouts_late_close", "closed late"),
         broken("broken_timeouts_not_refreshed", "closed too early"),
+        broken("broken_async_echo_no_bye", "BYE idle"),
     ],
 };
 
@@ -216,7 +217,7 @@ fn idle_close(ctx: &Ctx) -> Outcome {
     server.alive("after closing idle connections")
 }
 
-pub(super) const ACTIVE_KEPT: Check = Check {
+pub(crate) const ACTIVE_KEPT: Check = Check {
     name: "active_kept",
     points: 6,
     title: "with --idle-timeout-ms 300, a client sending a line every 50 ms, and one still sending during a lingering close, are never closed; the lingering one is closed once it stops",

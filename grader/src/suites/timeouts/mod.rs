@@ -28,6 +28,10 @@ mod idle;
 mod scale;
 mod tick;
 
+// The idle-timeout checks that also apply to async_echo (which has no tick).
+pub(crate) use idle::{ACTIVE_KEPT, IDLE_CLOSE};
+pub(crate) use scale::FEW_WAKEUPS;
+
 /// The contract's window after N.
 const CONTRACT_LATE: Duration = Duration::from_millis(100);
 /// What the grader adds to the contract's bounds for its own delays.
@@ -65,15 +69,21 @@ pub static SUITE: Suite = Suite {
     start: None,
 };
 
-/// Starts the server with `--idle-timeout-ms idle --tick-ms tick`.
+/// Whether the lab prints ticks (timeouts does; async_echo has only the idle
+/// timeout).
+fn has_ticks(ctx: &Ctx) -> bool {
+    ctx.lab.suites.iter().any(|suite| suite.name == "timeouts")
+}
+
+/// Starts the server with `--idle-timeout-ms idle --tick-ms tick` (no
+/// `--tick-ms` for a lab without ticks).
 fn start_timed(ctx: &Ctx, idle_ms: u64, tick_ms: u64) -> Result<Server, Verdict> {
+    let mut args = vec!["--idle-timeout-ms".to_string(), idle_ms.to_string()];
+    if has_ticks(ctx) {
+        args.extend(["--tick-ms".to_string(), tick_ms.to_string()]);
+    }
     ctx.start_server(SpawnOptions {
-        args: vec![
-            "--idle-timeout-ms".into(),
-            idle_ms.to_string(),
-            "--tick-ms".into(),
-            tick_ms.to_string(),
-        ],
+        args,
         ..SpawnOptions::default()
     })
 }

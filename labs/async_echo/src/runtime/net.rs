@@ -1,0 +1,59 @@
+//! `Async<T>`: a non-blocking socket registered with the reactor. Each
+//! operation tries the system call; on WouldBlock it leaves the task's waker
+//! with the reactor (`wait_readable`/`wait_writable`) and returns
+//! `Poll::Pending`; when woken it tries again (`std::future::poll_fn` makes
+//! such a future from a closure). Dropping it deregisters it.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+
+pub struct Async<T: AsFd> {
+    io: T,
+    token: usize,
+}
+
+impl<T: AsFd> Async<T> {
+    /// Registers `io`, which must already be non-blocking.
+    pub fn new(io: T) -> io::Result<Async<T>> {
+        todo!("Async::new: register with the reactor")
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsFd> Drop for Async<T> {
+    /// Deregisters the fd before it is closed (when `io` is dropped next).
+    fn drop(&mut self) {
+        todo!("Async::drop: deregister from the reactor")
+    }
+}
+
+impl Async<TcpListener> {
+    /// The next connection, made non-blocking (accepted sockets do not
+    /// inherit O_NONBLOCK) and registered.
+    pub async fn accept(&self) -> io::Result<Async<TcpStream>> {
+        todo!("Async::accept")
+    }
+}
+
+impl Async<TcpStream> {
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        todo!("Async::read")
+    }
+
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        todo!("Async::write")
+    }
+
+    /// One write attempt, never waiting (for `BYE idle`).
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        todo!("Async::try_write")
+    }
+
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        todo!("Async::shutdown_write")
+    }
+}
