@@ -1,8 +1,8 @@
 //! FAULT(UsesTokio): compiled into `broken_async_echo_uses_tokio` only (the
-//! library does not use tokio, so no other binary links it): the same server on tokio's current-thread runtime
-//! instead of a runtime of its own. It works (one thread, epoll, the idle
-//! timeout, backpressure): what is wrong is only that the lab's point, the
-//! executor and the reactor, came from a crate.
+//! library does not use tokio, so no other binary links it): the same server
+//! on tokio's current-thread runtime instead of a runtime of its own. It works
+//! (one thread, epoll, the idle timeout, backpressure): what is wrong is only
+//! that the lab's point, the executor and the reactor, came from a crate.
 //!
 //! Reads and writes alternate here (tokio's `read`/`write` with a deadline
 //! each), where `broken_async_echo::run` reads while it writes.

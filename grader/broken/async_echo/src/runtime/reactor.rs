@@ -95,7 +95,7 @@ pub fn with<T>(f: impl FnOnce(&mut Reactor) -> T) -> T {
 fn die(what: &str, err: Errno) -> ! {
     eprintln!(
         "{}: {what}: {err}",
-        broken_common::program_name("broken_async")
+        broken_common::program_name("broken_async_echo")
     );
     std::process::exit(1)
 }
