@@ -185,21 +185,8 @@ impl Connection {
 
     /// Splits freshly read bytes into lines and queues their echoes.
     fn absorb(&mut self, data: &[u8]) {
-        let out = &mut self.out;
-        let fed = self.lines.feed(data, |line| {
-            if is_quit(line) {
-                return Flow::Stop;
-            }
-            out.extend_from_slice(line);
-            Flow::Continue
-        });
-        match fed {
-            Fed::All => {}
-            Fed::Stopped => self.phase = Phase::Ending { write_shut: false },
-            Fed::TooLong => {
-                self.out.extend_from_slice(TOO_LONG_REPLY);
-                self.phase = Phase::Ending { write_shut: false };
-            }
+        if self.lines.echo(data, &mut self.out) != Fed::All {
+            self.phase = Phase::Ending { write_shut: false };
         }
     }
 
@@ -326,6 +313,23 @@ impl LineReader {
             }
         }
         Fed::All
+    }
+
+    /// The echo protocol on `data`: queues on `out` the echo of every
+    /// complete line, up to a `quit` (not echoed) or a too-long line (then
+    /// `ERR line too long`). Anything but [`Fed::All`] ends the connection.
+    pub fn echo(&mut self, data: &[u8], out: &mut Vec<u8>) -> Fed {
+        let fed = self.feed(data, |line| {
+            if is_quit(line) {
+                return Flow::Stop;
+            }
+            out.extend_from_slice(line);
+            Flow::Continue
+        });
+        if fed == Fed::TooLong {
+            out.extend_from_slice(TOO_LONG_REPLY);
+        }
+        fed
     }
 
     /// The unfinished last line, at the end of the input: it is echoed as it is.

@@ -9,7 +9,7 @@
 
 mod runtime;
 
-use echo_core::{Fed, Flow, LineReader, TOO_LONG_REPLY, is_quit};
+use echo_core::{Fed, LineReader};
 use labkit::{Args, OrFail};
 use runtime::executor;
 use runtime::net::Async;
@@ -120,16 +120,7 @@ async fn converse(conn: &Conn) {
             Err(_) => return, // a reset: drop this connection only
         };
         replies.clear();
-        let fed = lines.feed(&buf[..n], |line| {
-            if is_quit(line) {
-                return Flow::Stop;
-            }
-            replies.extend_from_slice(line);
-            Flow::Continue
-        });
-        if fed == Fed::TooLong {
-            replies.extend_from_slice(TOO_LONG_REPLY);
-        }
+        let fed = lines.echo(&buf[..n], &mut replies);
         if conn.write_all(&replies).await.is_err() {
             return;
         }

@@ -22,7 +22,7 @@
 //! [`Conn::interest`]. The server never asks "what was I doing?" anywhere
 //! else.
 
-use echo_core::{BACKPRESSURE_LIMIT, Fed, Flow, LineReader, TOO_LONG_REPLY, is_quit};
+use echo_core::{BACKPRESSURE_LIMIT, Fed, LineReader};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -141,21 +141,9 @@ impl Conn {
     }
 
     fn absorb(&mut self, data: &[u8]) {
-        let out = &mut self.out;
-        let fed = self.lines.feed(data, |line| {
-            if is_quit(line) {
-                return Flow::Stop;
-            }
-            out.extend_from_slice(line);
-            Flow::Continue
-        });
-        match fed {
-            Fed::All => {}
-            Fed::Stopped => self.on(Event::End),
-            Fed::TooLong => {
-                self.out.extend_from_slice(TOO_LONG_REPLY);
-                self.on(Event::End);
-            }
+        // `quit`, or a too-long line (its ERR line is queued).
+        if self.lines.echo(data, &mut self.out) != Fed::All {
+            self.on(Event::End);
         }
     }
 
