@@ -10,8 +10,8 @@
 //! `solutions/<lab>`, its handout in `docs/labs/<lab>.md` and its section in
 //! `docs/CONTRACT.md`.
 
+pub use crate::check::{BadArgs, EchoLab, Idle, Lab, Trigger};
 use crate::check::{Check, secs};
-pub use crate::check::{EchoLab, Idle, Lab, Trigger};
 use crate::harness::proc::nr;
 use crate::suites;
 
@@ -35,6 +35,10 @@ const EPOLL: Idle = Idle {
     call: "epoll_wait",
     how: "wait for all sockets at once with nix::sys::epoll::Epoll::wait",
 };
+
+const NO_VALUE: &str =
+    "a flag without its value is a usage error: check that each flag has one before using it";
+const NOT_A_NUMBER: &str = "a value that is not a number is a usage error: parse it and refuse it, do not fall back to the default";
 
 pub static LABS: &[Lab] = &[
     Lab {
@@ -67,6 +71,7 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 1000,
             args: &[],
+            bad_args: &[],
         }),
         trigger: None,
         stub: "select_echo",
@@ -84,6 +89,7 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 1000,
             args: &[],
+            bad_args: &[],
         }),
         trigger: None,
         stub: "poll_echo",
@@ -101,6 +107,7 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 10_000,
             args: &[],
+            bad_args: &[],
         }),
         trigger: Some(Trigger::Level),
         stub: "epoll_lt",
@@ -119,6 +126,7 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 10_000,
             args: &[],
+            bad_args: &[],
         }),
         trigger: Some(Trigger::Edge),
         stub: "epoll_et",
@@ -142,6 +150,24 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 10_000,
             args: &["--idle-timeout-ms", "600000"],
+            bad_args: &[
+                BadArgs {
+                    args: &["--idle-timeout-ms"],
+                    why: NO_VALUE,
+                },
+                BadArgs {
+                    args: &["--idle-timeout-ms", "soon"],
+                    why: NOT_A_NUMBER,
+                },
+                BadArgs {
+                    args: &["--tick-ms"],
+                    why: NO_VALUE,
+                },
+                BadArgs {
+                    args: &["--tick-ms", "soon"],
+                    why: NOT_A_NUMBER,
+                },
+            ],
         }),
         trigger: None,
         stub: "timeouts",
@@ -163,6 +189,20 @@ pub static LABS: &[Lab] = &[
         echo: Some(EchoLab {
             clients: 10_000,
             args: &["--idle-timeout-ms", "600000"],
+            bad_args: &[
+                BadArgs {
+                    args: &["--idle-timeout-ms"],
+                    why: NO_VALUE,
+                },
+                BadArgs {
+                    args: &["--idle-timeout-ms", "soon"],
+                    why: NOT_A_NUMBER,
+                },
+                BadArgs {
+                    args: &["--idle-timeout-ms", "0"],
+                    why: "the contract makes --idle-timeout-ms 0 a usage error (a server that closes every connection at once is never what was meant): refuse it before listening",
+                },
+            ],
         }),
         trigger: None,
         stub: "async_echo",

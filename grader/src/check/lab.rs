@@ -63,6 +63,16 @@ pub struct EchoLab {
     pub clients: usize,
     /// Extra command-line arguments every echo check starts the server with.
     pub args: &'static [&'static str],
+    /// The lab's own bad command lines, beyond the `--port` ones every echo
+    /// server refuses: the `usage` check tries them too.
+    pub bad_args: &'static [BadArgs],
+}
+
+/// A command line the contract calls a usage error.
+pub struct BadArgs {
+    pub args: &'static [&'static str],
+    /// Why, for the likely-cause line when it is not refused.
+    pub why: &'static str,
 }
 
 impl Lab {

@@ -19,7 +19,7 @@ mod lab;
 
 use crate::harness::text::thousands;
 pub use ctx::{Ctx, Server};
-pub use lab::{EchoLab, Idle, Lab, Trigger};
+pub use lab::{BadArgs, EchoLab, Idle, Lab, Trigger};
 use std::time::{Duration, Instant};
 
 /// A graded check.

@@ -111,6 +111,8 @@ pub struct Program {
     stderr_reader: std::thread::JoinHandle<()>,
     registry: Arc<Registry>,
     name: String,
+    /// Its ending is what the check asked for, not news for the student.
+    exit_expected: bool,
 }
 
 impl Program {
@@ -209,6 +211,7 @@ impl Program {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            exit_expected: false,
         })
     }
 
@@ -381,6 +384,12 @@ impl Program {
         let _ = killpg(Pid::from_raw(self.pid), signal);
     }
 
+    /// The program's ending is what the check wanted (a usage error, the
+    /// end of its input): it is not reported in the notes of a failure.
+    pub fn expect_exit(&mut self) {
+        self.exit_expected = true;
+    }
+
     /// Waits for the program to end on its own, up to `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
@@ -405,6 +414,9 @@ impl Drop for Program {
         let status = ended_before.or_else(|| self.wait_exit(Duration::from_secs(2)));
         // Anything but our own SIGKILL means it ended by itself (it may have
         // been exiting while we looked): worth telling the student.
+        if self.exit_expected {
+            return;
+        }
         if let Some(status) = status
             && (ended_before.is_some() || status.signal() != Some(Signal::SIGKILL as i32))
         {

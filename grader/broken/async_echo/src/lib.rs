@@ -26,8 +26,8 @@
 mod runtime;
 
 use broken_common::{
-    ACCEPT_PAUSE, BYE, MAX_LINE, Next, Phase, TOO_LONG, announce, is_out_of_fds, is_quit,
-    listen_or_exit, program_name, raise_nofile_limit,
+    ACCEPT_PAUSE, BYE, Flag, MAX_LINE, Next, PORT, Phase, TOO_LONG, announce, flags_or_exit,
+    is_out_of_fds, is_quit, listen_or_exit, program_name, raise_nofile_limit,
 };
 use runtime::executor::{self, yield_now};
 use runtime::io::{Io, Woke};
@@ -72,6 +72,8 @@ pub enum Fault {
     StaleTimer,
     /// An idle connection is closed without `BYE idle`.
     NoBye,
+    /// `--idle-timeout-ms 0` is accepted instead of refused as a usage error.
+    ZeroTimeout,
 }
 
 static FAULT: OnceLock<Fault> = OnceLock::new();
@@ -90,61 +92,17 @@ const USAGE: &str = "[--port PORT] [--idle-timeout-ms N]";
 
 /// The command line, or the usage message and exit status 2.
 pub fn config_or_exit(prog: &str) -> Config {
-    parse_args().unwrap_or_else(|msg| {
-        eprintln!("{prog}: {msg}");
-        eprintln!("usage: {prog} {USAGE}");
-        process::exit(2)
-    })
-}
-
-/// `[--port PORT] [--idle-timeout-ms N]`, each also as `--flag=VALUE`; the
-/// last one of a flag wins.
-fn parse_args() -> Result<Config, String> {
-    let mut config = Config {
-        port: 0,
-        idle: Duration::from_millis(DEFAULT_IDLE_MS),
+    let idle = Flag {
+        name: "--idle-timeout-ms",
+        // FAULT(zero_timeout): 0 is accepted (and every connection closed at once).
+        min: if fault() == Fault::ZeroTimeout { 0 } else { 1 },
+        max: u64::from(u32::MAX),
     };
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|arg| format!("unexpected argument {arg:?}"))?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        if flag != "--port" && flag != "--idle-timeout-ms" {
-            return Err(format!("unexpected argument '{arg}'"));
-        }
-        let value = match inline {
-            Some(value) => value,
-            None => args
-                .next()
-                .ok_or(format!("{flag} needs a value"))?
-                .into_string()
-                .map_err(|value| format!("invalid value {value:?} for {flag}"))?,
-        };
-        if flag == "--port" {
-            config.port = number(flag, &value, 0, u64::from(u16::MAX))? as u16;
-        } else {
-            let ms = number(flag, &value, 1, u64::from(u32::MAX))?;
-            config.idle = Duration::from_millis(ms);
-        }
+    let values = flags_or_exit(prog, USAGE, &[PORT, idle]);
+    Config {
+        port: values[0].unwrap_or(0) as u16,
+        idle: Duration::from_millis(values[1].unwrap_or(DEFAULT_IDLE_MS)),
     }
-    Ok(config)
-}
-
-/// A decimal number from `min` to `max` (`--idle-timeout-ms 0` is refused here).
-fn number(flag: &str, value: &str, min: u64, max: u64) -> Result<u64, String> {
-    let invalid = || format!("invalid value '{value}' for {flag} ({min}-{max})");
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    value
-        .parse()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(invalid)
 }
 
 /// Runs the server with `fault`, exiting 2 on a usage error and 1 on a fatal

@@ -75,42 +75,87 @@ pub fn program_name(default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// The port of `[--port PORT]`, or the usage message and exit status 2.
-pub fn port_or_exit(prog: &str) -> u16 {
-    parse_port_args().unwrap_or_else(|msg| {
+/// A numeric flag of a command line, `--name VALUE` or `--name=VALUE`, and
+/// the values it accepts.
+pub struct Flag {
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// `--port PORT`: 0 lets the system pick.
+pub const PORT: Flag = Flag {
+    name: "--port",
+    min: 0,
+    max: u16::MAX as u64,
+};
+
+/// Parses a command line of numeric `flags` only; the last one of a flag
+/// wins. Returns each flag's value (`None` where it was not given), in the
+/// order of `flags`, or what is wrong.
+pub fn parse_flags(flags: &[Flag]) -> Result<Vec<Option<u64>>, String> {
+    let mut values = vec![None; flags.len()];
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|arg| format!("unexpected argument {arg:?}"))?;
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let Some(at) = flags.iter().position(|flag| flag.name == name) else {
+            return Err(format!("unexpected argument '{arg}'"));
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or(format!("{name} needs a value"))?
+                .into_string()
+                .map_err(|value| format!("invalid value {value:?} for {name}"))?,
+        };
+        values[at] = Some(number(&flags[at], &value)?);
+    }
+    Ok(values)
+}
+
+/// A decimal number in the flag's range.
+fn number(flag: &Flag, value: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "invalid value '{value}' for {} ({}-{})",
+            flag.name, flag.min, flag.max
+        )
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    value
+        .parse()
+        .ok()
+        .filter(|n| (flag.min..=flag.max).contains(n))
+        .ok_or_else(invalid)
+}
+
+/// [`parse_flags`], or the message and `usage: PROG USAGE` on stderr and
+/// exit status 2.
+pub fn flags_or_exit(prog: &str, usage: &str, flags: &[Flag]) -> Vec<Option<u64>> {
+    parse_flags(flags).unwrap_or_else(|msg| {
         eprintln!("{prog}: {msg}");
-        eprintln!("usage: {prog} [--port PORT]");
+        eprintln!("usage: {prog} {usage}");
         process::exit(2);
     })
 }
 
-/// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
-pub fn parse_port_args() -> Result<u16, String> {
-    let mut port = 0;
-    let mut args = std::env::args_os().skip(1);
-    while let Some(arg) = args.next() {
-        let Some(arg) = arg.to_str() else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        if arg == "--port" {
-            let value = args.next().ok_or("--port needs a value")?;
-            port = parse_port(&value.to_string_lossy())?;
-        } else if let Some(value) = arg.strip_prefix("--port=") {
-            port = parse_port(value)?;
-        } else {
-            return Err(format!("unexpected argument '{arg}'"));
-        }
-    }
-    Ok(port)
+/// The port of `[--port PORT]`, or the usage message and exit status 2.
+pub fn port_or_exit(prog: &str) -> u16 {
+    flags_or_exit(prog, "[--port PORT]", &[PORT])[0].unwrap_or(0) as u16
 }
 
-fn parse_port(value: &str) -> Result<u16, String> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid port '{value}'"));
-    }
-    value
-        .parse()
-        .map_err(|_| format!("invalid port '{value}' (0-65535)"))
+/// Parses `[--port PORT]` (also `--port=PORT`); the last `--port` wins.
+pub fn parse_port_args() -> Result<u16, String> {
+    Ok(parse_flags(&[PORT])?[0].unwrap_or(0) as u16)
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. Failing is not fatal.

@@ -15,8 +15,8 @@
 //! Every fault is a small branch marked `FAULT(<name>)` in the code.
 
 use broken_common::{
-    BYE, MAX_LINE, Next, Phase, TOO_LONG, announce, listen_or_exit, program_name,
-    raise_nofile_limit,
+    BYE, Flag, MAX_LINE, Next, PORT, Phase, TOO_LONG, announce, flags_or_exit, listen_or_exit,
+    program_name, raise_nofile_limit,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -71,14 +71,7 @@ struct Config {
 /// Runs the server with `fault`, exiting 2 on a usage error and 1 on a fatal error.
 pub fn run(fault: Fault) -> ! {
     let prog = program_name("broken_timeouts");
-    let config = match parse_args() {
-        Ok(config) => config,
-        Err(msg) => {
-            eprintln!("{prog}: {msg}");
-            eprintln!("usage: {prog} [--port PORT] [--idle-timeout-ms N] [--tick-ms T]");
-            process::exit(2);
-        }
-    };
+    let config = config_or_exit(&prog);
     raise_nofile_limit();
     let (listener, port) = listen_or_exit(&prog, Ipv4Addr::LOCALHOST, config.port, true);
     let server = match Server::new(prog.clone(), listener, config, fault) {
@@ -92,36 +85,33 @@ pub fn run(fault: Fault) -> ! {
     server.run()
 }
 
-fn parse_args() -> Result<Config, String> {
-    let mut config = Config {
-        port: 0,
-        idle: Duration::from_millis(10_000),
-        tick: Duration::from_millis(1_000),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (name, value) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_string(), value.to_string()),
-            None => {
-                let value = args.next().ok_or(format!("{arg} needs a value"))?;
-                (arg, value)
-            }
-        };
-        let number = |max: u64| -> Result<u64, String> {
-            match value.parse::<u64>() {
-                Ok(n) if n <= max => Ok(n),
-                _ => Err(format!("invalid value '{value}' for {name}")),
-            }
-        };
-        match name.as_str() {
-            "--port" => config.port = number(65535)? as u16,
-            "--idle-timeout-ms" => config.idle = Duration::from_millis(number(1 << 40)?.max(1)),
-            "--tick-ms" => config.tick = Duration::from_millis(number(1 << 40)?.max(1)),
-            _ => return Err(format!("unexpected argument '{name}'")),
-        }
+/// The command line, or the usage message and exit status 2. A timeout of 0
+/// is taken as 1 ms.
+fn config_or_exit(prog: &str) -> Config {
+    let flags = [
+        PORT,
+        Flag {
+            name: "--idle-timeout-ms",
+            min: 0,
+            max: 1 << 40,
+        },
+        Flag {
+            name: "--tick-ms",
+            min: 0,
+            max: 1 << 40,
+        },
+    ];
+    let values = flags_or_exit(prog, USAGE, &flags);
+    let millis =
+        |value: Option<u64>, default| Duration::from_millis(value.unwrap_or(default).max(1));
+    Config {
+        port: values[0].unwrap_or(0) as u16,
+        idle: millis(values[1], 10_000),
+        tick: millis(values[2], 1_000),
     }
-    Ok(config)
 }
+
+const USAGE: &str = "[--port PORT] [--idle-timeout-ms N] [--tick-ms T]";
 
 struct Conn {
     sock: Socket,

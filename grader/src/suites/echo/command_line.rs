@@ -5,12 +5,12 @@ use super::{echo, start};
 use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
 use crate::harness::process::SpawnOptions;
 use crate::harness::text::quote;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(super) const USAGE: Check = Check {
     name: "usage",
     points: 4,
-    title: "bad command lines (an unknown flag, a port that is not a number, --port without its value, an extra argument) get a usage message on stderr and exit code 2, without listening; a good one starts and echoes",
+    title: "bad command lines (an unknown flag, a port that is not a number, --port without its value, an extra argument, and the lab's own flags without a value or with a bad one) get a usage message on stderr and exit code 2, without listening; a good one starts and echoes",
     limit: secs(40),
     run: usage,
     proven_by: &[
@@ -21,6 +21,10 @@ pub(super) const USAGE: Check = Check {
         broken(
             "broken_poll_echo_ignores_bad_arguments",
             "the bad argument was not refused",
+        ),
+        broken(
+            "broken_async_echo_zero_timeout",
+            "the contract makes --idle-timeout-ms 0 a usage error",
         ),
     ],
 };
@@ -42,27 +46,42 @@ fn usage(ctx: &Ctx) -> Outcome {
     drop(client);
     drop(server);
     for args in BAD {
-        refused(ctx, args)?;
+        refused(ctx, args, None)?;
+    }
+    for bad in ctx.lab.echo().bad_args {
+        refused(ctx, bad.args, Some(bad.why))?;
     }
     Ok(())
 }
 
 /// `args` must end the program with exit code 2 and a message on stderr,
-/// and no `listening on` line.
-fn refused(ctx: &Ctx, args: &[&str]) -> Outcome {
+/// and no `listening on` line; `why` is the likely cause if they are taken.
+fn refused(ctx: &Ctx, args: &[&str], why: Option<&str>) -> Outcome {
     let shown = args.join(" ");
     let mut program = ctx.spawn(SpawnOptions {
         args: args.iter().map(|a| a.to_string()).collect(),
         ..SpawnOptions::default()
     })?;
-    let status = program.wait_exit(Duration::from_secs(5));
-    let listened = program
-        .drain_lines()
-        .iter()
-        .any(|line| line.text.starts_with("listening on"));
+    // It should end at once; one that listens has already failed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, listened) = loop {
+        let status = program.exit_status();
+        let listened = program
+            .drain_lines()
+            .iter()
+            .any(|line| line.text.starts_with("listening on"));
+        if status.is_some() || listened || Instant::now() >= deadline {
+            break (status, listened);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let code = status.and_then(|s| s.code());
+    if code == Some(2) {
+        program.expect_exit();
+    }
     let how = match status {
         Some(status) => program.describe_exit(status),
+        None if listened => "it kept running".to_string(),
         None => "it was still running 5 s later".to_string(),
     };
     ensure(code == Some(2) && !listened, || {
@@ -79,9 +98,9 @@ fn refused(ctx: &Ctx, args: &[&str]) -> Outcome {
             Some(1) => failure.cause(
                 "a usage error is not a fatal error: exit 2 for a bad command line (1 is for errors such as a port already in use)",
             ),
-            _ if listened || status.is_none() => failure.cause(
+            _ if listened || status.is_none() => failure.cause(why.unwrap_or(
                 "the bad argument was not refused: check every argument, and refuse what you do not know, before listening",
-            ),
+            )),
             _ => failure,
         }
     })?;
