@@ -31,6 +31,27 @@ pub fn grade(
     lab: &'static Lab,
     bin: &Path,
     only: &[String],
+    on_check: impl FnMut(&CheckReport),
+) -> LabReport {
+    grade_with(lab, bin, only, Rerun::Failures, on_check)
+}
+
+/// Whether a failed check is run a second time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerun {
+    /// Once more, to tell a flaky program from a wrong one (every real grade).
+    Failures,
+    /// Never: a proof that a broken program fails a check needs one run, and
+    /// the proofs run a hundred of them.
+    Never,
+}
+
+/// [`grade`], choosing whether failed checks are run again.
+pub fn grade_with(
+    lab: &'static Lab,
+    bin: &Path,
+    only: &[String],
+    rerun: Rerun,
     mut on_check: impl FnMut(&CheckReport),
 ) -> LabReport {
     process::raise_own_fd_limit();
@@ -53,7 +74,7 @@ pub fn grade(
                 check,
                 format!("not run: the program never started (see `{}`)", first.name),
             ),
-            (None, _) => graded(lab, check, bin, &budget),
+            (None, _) => graded(lab, check, bin, &budget, rerun),
         };
         on_check(&result);
         checks.push(result);
@@ -105,7 +126,13 @@ impl Budget {
 
 /// Runs a check within the budget; a failed check that did not run into
 /// its time limit is run once more to tell a flaky program from a wrong one.
-fn graded(lab: &'static Lab, check: &'static Check, bin: &Path, budget: &Budget) -> CheckReport {
+fn graded(
+    lab: &'static Lab,
+    check: &'static Check,
+    bin: &Path,
+    budget: &Budget,
+    rerun: Rerun,
+) -> CheckReport {
     let Some(limit) = limit_within(check, budget) else {
         return not_run(lab, check, budget.used_up());
     };
@@ -117,7 +144,7 @@ fn graded(lab: &'static Lab, check: &'static Check, bin: &Path, budget: &Budget)
             budget.total.as_secs()
         );
     }
-    if first.status != Status::Fail || overran {
+    if first.status != Status::Fail || overran || rerun == Rerun::Never {
         return first;
     }
     match limit_within(check, budget) {
