@@ -63,8 +63,10 @@ pub struct EchoLab {
     pub clients: usize,
     /// Extra command-line arguments every echo check starts the server with.
     pub args: &'static [&'static str],
-    /// The lab's own bad command lines, beyond the `--port` ones every echo
-    /// server refuses: the `usage` check tries them too.
+    /// The lab's own numeric flags besides `--port`: the `usage` check tries
+    /// each without its value and with one that is not a number.
+    pub flags: &'static [&'static str],
+    /// Other command lines the lab's contract refuses: tried too.
     pub bad_args: &'static [BadArgs],
 }
 

@@ -37,6 +37,10 @@ const BAD: &[&[&str]] = &[
     &["--port", "0", "extra"],
 ];
 
+const NO_VALUE: &str =
+    "a flag without its value is a usage error: check that each flag has one before using it";
+const NOT_A_NUMBER: &str = "a value that is not a number is a usage error: parse it and refuse it, do not fall back to the default";
+
 fn usage(ctx: &Ctx) -> Outcome {
     // The points are for a server that works: a good command line first.
     let mut server = start(ctx)?;
@@ -47,6 +51,10 @@ fn usage(ctx: &Ctx) -> Outcome {
     drop(server);
     for args in BAD {
         refused(ctx, args, None)?;
+    }
+    for flag in ctx.lab.echo().flags {
+        refused(ctx, &[flag], Some(NO_VALUE))?;
+        refused(ctx, &[flag, "soon"], Some(NOT_A_NUMBER))?;
     }
     for bad in ctx.lab.echo().bad_args {
         refused(ctx, bad.args, Some(bad.why))?;
