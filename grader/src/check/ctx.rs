@@ -160,8 +160,17 @@ impl Ctx {
         if let Some(expected) = &failure.expected {
             parts.push(format!("expected: {expected}"));
         }
-        if let Some(cause) = &failure.cause {
-            parts.push(format!("likely cause: {cause}"));
+        let usual = failure
+            .stalled
+            .then(|| self.lab.echo.as_ref().and_then(|echo| echo.stall))
+            .flatten();
+        match (&failure.cause, usual) {
+            (Some(cause), Some(usual)) => {
+                parts.push(format!("likely cause: {cause}; in this lab {usual}"))
+            }
+            (Some(cause), None) => parts.push(format!("likely cause: {cause}")),
+            (None, Some(usual)) => parts.push(format!("likely cause: {usual}")),
+            (None, None) => {}
         }
         parts.join("\n")
     }

@@ -68,6 +68,9 @@ pub struct EchoLab {
     pub flags: &'static [&'static str],
     /// Other command lines the lab's contract refuses: tried too.
     pub bad_args: &'static [BadArgs],
+    /// The lab's usual reason for a connection that stops being served
+    /// partway, added to the likely cause when that happens.
+    pub stall: Option<&'static str>,
 }
 
 /// A command line the contract calls a usage error.

@@ -89,6 +89,9 @@ pub struct Failure {
     pub cause: Option<String>,
     /// Which clients' transcripts to show (`None`: none; empty: all).
     pub clients: Option<Vec<usize>>,
+    /// A connection stopped being served partway: the lab's usual reason
+    /// for that (`EchoLab::stall`) is added to the cause.
+    pub stalled: bool,
 }
 
 impl Failure {
@@ -97,6 +100,12 @@ impl Failure {
             summary: summary.into(),
             ..Failure::default()
         }
+    }
+
+    /// Marks a failure where a connection stopped being served partway.
+    pub fn stalled(mut self) -> Failure {
+        self.stalled = true;
+        self
     }
 
     pub fn expected(mut self, text: impl Into<String>) -> Failure {

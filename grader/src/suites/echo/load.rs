@@ -101,6 +101,7 @@ fn backpressure(ctx: &Ctx) -> Outcome {
     Err(Failure::new(summary)
         .expected("every byte back, in order, once the client reads")
         .cause("after backpressure the server must resume reading once the replies drain, and lose nothing: no byte may be dropped when reading stops or starts again")
+        .stalled()
         .into())
 }
 

@@ -137,7 +137,10 @@ fn mismatch(client: &Client, sent: &[u8], expected: &[u8], got: &Received) -> Fa
     } else {
         "the bytes echoed differ from the lines sent: echo each complete line byte for byte, in order"
     };
-    Failure::new(summary)
+    let partial =
+        !got.data.is_empty() && expected.starts_with(&got.data) && got.end == End::Timeout;
+    let failure = Failure::new(summary);
+    if partial { failure.stalled() } else { failure }
         .expected(quote(expected))
         .cause(cause)
         .transcript(&[client.id])
