@@ -54,7 +54,8 @@ pub enum Fault {
     Lossy,
     /// Writes stdout through Rust's line-buffered `Stdout` without flushing.
     NoFlush,
-    /// Treats a reset from the peer as an error: exit 1.
+    /// Treats a reset from the peer as an error, on a read or a write of the
+    /// socket: exit 1.
     ResetIsError,
     /// Restores the default action of SIGPIPE (as a C program has it).
     SigpipeDefault,
@@ -302,6 +303,10 @@ impl Client {
             }
             Err(err) if err.kind() == ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) if self.fault == Fault::ResetIsError => {
+                // FAULT(ResetIsError): on whichever call sees the reset first.
+                fatal("write to socket", err)
+            }
             Err(err) if gone(err.kind()) => closed(),
             Err(err) => fatal("write to socket", err),
         }
