@@ -102,7 +102,7 @@ bench:
 	  echo "make bench: unknown LAB '$(LAB)'; one of: $(BENCH_LABS)" >&2; exit 2;; esac; fi
 	@echo "==> building the bench$(if $(HAVE_SOLUTIONS), and the reference solutions) (release)"
 	@$(CARGO) build --quiet --release -p bench \
-	  $(if $(HAVE_SOLUTIONS),-p select_echo_solution -p poll_echo_solution -p epoll_lt_solution -p epoll_et_solution -p async_echo_solution) \
+	  $(if $(HAVE_SOLUTIONS),$(foreach lab,$(BENCH_LABS),-p $(lab)_solution)) \
 	  $(if $(LAB),$(if $(BIN),,-p $(LAB)))
 	@$(TARGET_DIR)/release/bench $(if $(HAVE_SOLUTIONS),,--servers threads,tokio) \
 	  $(if $(LAB),--lab $(LAB) --bin $(or $(BIN),$(TARGET_DIR)/release/$(LAB))) $(BENCH_FLAGS)
