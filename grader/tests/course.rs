@@ -182,3 +182,91 @@ fn each_layer_uses_only_the_layers_below_it() {
         wrong.join("\n")
     );
 }
+
+/// The `make grade ...` commands of a text, each as its line number and its
+/// `KEY=VALUE` words (`LAB=epoll_et`, `CHECK=burst,big_replies`, ...). A
+/// command may wrap onto the next line; it ends at the first word that is
+/// not `KEY=VALUE` (a `#` comment, prose) or at a closing backtick.
+fn grade_commands(text: &str) -> Vec<(usize, Vec<(&str, &str)>)> {
+    text.match_indices("make grade ")
+        .map(|(at, command)| {
+            let line = text[..at].matches('\n').count() + 1;
+            let mut words = Vec::new();
+            for word in text[at + command.len()..].split_whitespace() {
+                let Some((key, value)) = word.split_once('=') else {
+                    break;
+                };
+                if key.is_empty() || !key.chars().all(|c| c.is_ascii_uppercase()) {
+                    break;
+                }
+                let name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ',';
+                let end = value.find(|c: char| !name(c)).unwrap_or(value.len());
+                words.push((key, &value[..end]));
+                if end < value.len() {
+                    break; // `CHECK=a,b`. or LAB=x` ends the command
+                }
+            }
+            (line, words)
+        })
+        .collect()
+}
+
+#[test]
+fn grade_commands_are_parsed_across_lines_and_up_to_their_end() {
+    let text = "x\n```\nmake grade LAB=epoll_et CHECK=burst VERBOSE=1   # one (CHECK=a,b)\n```\n\
+                try `make grade LAB=poll_echo\n  CHECK=quit,long_line`. Then `make grade LAB=timeouts`.";
+    assert_eq!(
+        grade_commands(text),
+        vec![
+            (
+                3,
+                vec![("LAB", "epoll_et"), ("CHECK", "burst"), ("VERBOSE", "1")]
+            ),
+            (5, vec![("LAB", "poll_echo"), ("CHECK", "quit,long_line")]),
+            (6, vec![("LAB", "timeouts")]),
+        ]
+    );
+}
+
+/// A handout's build order tells students which `CHECK=` set turns green at
+/// each step: a renamed or misspelt check must break the build here, not a
+/// student's afternoon (`make grade` would grade nothing, or stop at an
+/// unknown check).
+#[test]
+fn every_check_a_handout_names_is_a_check_of_that_lab() {
+    let mut wrong = Vec::new();
+    for lab in LABS {
+        let handout = lab.handout();
+        let text = read(&handout);
+        let commands = grade_commands(&text);
+        if !commands
+            .iter()
+            .any(|(_, words)| words.contains(&("LAB", lab.name)))
+        {
+            wrong.push(format!("{handout}: no `make grade LAB={}`", lab.name));
+        }
+        for (line, words) in commands {
+            let Some((_, checks)) = words.iter().find(|(key, _)| *key == "CHECK") else {
+                continue;
+            };
+            let named = words.iter().find(|(key, _)| *key == "LAB");
+            let Some(named) = named.and_then(|(_, name)| grader::course::find(name)) else {
+                wrong.push(format!(
+                    "{handout}:{line}: CHECK={checks} without a LAB= that names a lab"
+                ));
+                continue;
+            };
+            for check in checks.split(',').filter(|c| !c.is_empty()) {
+                if named.check(check).is_none() {
+                    let known: Vec<&str> = named.checks().map(|c| c.name).collect();
+                    wrong.push(format!(
+                        "{handout}:{line}: `{check}` is not a check of {} (its checks: {})",
+                        named.name,
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
