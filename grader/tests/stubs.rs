@@ -5,7 +5,9 @@
 //! (`start_listening`, which the stub writes out in `main.rs`) and without
 //! the solutions' epoll helper and unit tests. A protocol fix in echo_core
 //! must reach the students: this test fails until the stub has it, and
-//! `UPDATE_STUBS=1 cargo test -p grader --test stubs` writes it.
+//! `UPDATE_STUBS=1 cargo test -p grader --test stubs` writes it. The same
+//! goes for the async_echo stub's `given.rs`, echo_core's line framing and
+//! slab.
 
 mod common;
 
@@ -55,12 +57,64 @@ fn expected_stub() -> String {
 
 #[test]
 fn the_timeouts_stub_has_echo_core_s_protocol() {
-    let expected = expected_stub();
+    same_or_update(STUB, expected_stub());
+}
+
+/// The async_echo stub's `given.rs`: its own introduction, then the pieces
+/// of echo_core it copies (the line framing and the slab of tokens), each
+/// from its first line up to where the next named item starts.
+const ASYNC_GIVEN: &str = "labs/async_echo/src/given.rs";
+const ASYNC_PIECES: &[(&str, &str)] = &[
+    (
+        "/// Longest line, counting",
+        "/// Stop reading a connection",
+    ),
+    (
+        "/// The reply to a line longer",
+        "/// Where a connection is in its life.",
+    ),
+    ("/// `quit\\n` or", "/// The start every echo server shares"),
+    (
+        "/// Connections stored by a small integer",
+        "pub mod epoll;",
+    ),
+];
+
+fn expected_async_given() -> String {
+    let stub = read(ASYNC_GIVEN);
+    let intro_end = stub
+        .find("#![allow(dead_code)]\n")
+        .expect("given.rs's introduction ends with #![allow(dead_code)]")
+        + "#![allow(dead_code)]\n".len();
+    let core = read(CORE);
+    let body: String = ASYNC_PIECES
+        .iter()
+        .map(|(start, end)| {
+            let from = core
+                .find(start)
+                .unwrap_or_else(|| panic!("{CORE} no longer has {start:?}: update this test"));
+            let to = from
+                + core[from..].find(end).unwrap_or_else(|| {
+                    panic!("{CORE} no longer has {end:?} after {start:?}: update this test")
+                });
+            &core[from..to]
+        })
+        .collect();
+    format!("{}\n{}\n", &stub[..intro_end], body.trim_end())
+}
+
+#[test]
+fn the_async_echo_stub_has_echo_core_s_line_framing() {
+    same_or_update(ASYNC_GIVEN, expected_async_given());
+}
+
+/// Fails unless `stub` is `expected`; with `UPDATE_STUBS`, writes it.
+fn same_or_update(stub: &str, expected: String) {
     if std::env::var_os("UPDATE_STUBS").is_some() {
-        std::fs::write(common::workspace().join(STUB), &expected).unwrap();
+        std::fs::write(common::workspace().join(stub), &expected).unwrap();
         return;
     }
-    let actual = read(STUB);
+    let actual = read(stub);
     if actual != expected {
         let line = actual
             .lines()
@@ -69,7 +123,7 @@ fn the_timeouts_stub_has_echo_core_s_protocol() {
             .map_or(actual.lines().count().min(expected.lines().count()), |n| n)
             + 1;
         panic!(
-            "{STUB} differs from {CORE} from line {line} on: a change to the echo protocol must reach the stub too.\n\
+            "{stub} differs from {CORE} from line {line} on: a change to the echo protocol must reach the stub too.\n\
              Run UPDATE_STUBS=1 cargo test -p grader --test stubs, and review the diff."
         );
     }

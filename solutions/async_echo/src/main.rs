@@ -7,9 +7,10 @@
 //! where a thread would block the function awaits, handing the thread back
 //! to the executor. The state machine is still there; the compiler writes it.
 
+mod given;
 mod runtime;
 
-use echo_core::{Fed, LineReader};
+use given::{Fed, LineReader};
 use labkit::{Args, OrFail};
 use runtime::executor;
 use runtime::net::Async;
@@ -49,13 +50,13 @@ async fn serve(listener: Async<TcpListener>, idle: Duration) {
     loop {
         match listener.accept().await {
             Ok(stream) => executor::spawn(chat_with_client(stream, idle)),
-            // Out of fds: the pending client waits in the backlog; try again
-            // a little later rather than spin on a listener that stays ready.
-            Err(err) if err.raw_os_error() == Some(nix::libc::EMFILE) => {
-                sleep(Duration::from_millis(100)).await
-            }
+            // The client gave up while in the backlog: take the next one.
             Err(err) if err.kind() == ErrorKind::ConnectionAborted => {}
-            Err(err) => eprintln!("accept: {err}"),
+            // Out of fds (EMFILE, ENFILE), of memory (ENOBUFS, ENOMEM): the
+            // pending client waits in the backlog and the listener stays
+            // ready, so trying again at once would fail again without ever
+            // yielding, starving every other task and the reactor. Wait.
+            Err(_) => sleep(Duration::from_millis(100)).await,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! operation tries the system call; on WouldBlock it leaves the task's waker
 //! with the reactor (`wait_readable`/`wait_writable`) and returns
 //! `Poll::Pending`; when woken it tries again (`std::future::poll_fn` makes
-//! such a future from a closure). Dropping it deregisters it.
+//! such a future from a closure). Dropping it deregisters it. Step 2 of the
+//! build order.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};

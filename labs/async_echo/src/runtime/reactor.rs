@@ -1,16 +1,24 @@
 //! The reactor. Suggested shape (see "The reactor" in the handout):
 //!
 //! - a `nix::sys::epoll::Epoll`, created once;
-//! - a slab of sources indexed by a token (the epoll event's data): for each
-//!   registered fd, the `Waker` waiting to read and the one waiting to write;
+//! - a `Slab` (crate::given) of sources indexed by a token (the epoll
+//!   event's data): for each registered fd, the `Waker` waiting to read and
+//!   the one waiting to write;
 //! - a `BinaryHeap` of (deadline, timer id), and the waker of each live timer
-//!   (a cancelled timer is removed from the map and skipped in the heap);
-//! - in a `thread_local!`, so that futures can reach it.
+//!   in a map by id (a cancelled timer is removed from the map and skipped
+//!   in the heap);
+//! - all of it in a `struct Reactor`, in a `thread_local!` `RefCell`, so
+//!   that the functions below can reach it; each borrows it for its own call
+//!   only.
+//!
+//! Step 1 of the build order needs the timers and `turn()` only: `register`
+//! and the other fd functions can wait for step 2.
 
 use std::os::fd::AsFd;
 use std::task::Waker;
 use std::time::Instant;
 
+/// A timer's name: from a counter, never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub u64);
 
@@ -18,35 +26,38 @@ pub struct TimerId(pub u64);
 /// fine, since every operation tries its system call first); returns its
 /// token.
 pub fn register(fd: impl AsFd) -> std::io::Result<usize> {
-    todo!("reactor::register: epoll.add the fd with a token of its own")
+    todo!("reactor::register (step 2): epoll.add the fd with a token of its own")
 }
 
 /// Forgets a registration before its fd is closed.
 pub fn deregister(token: usize, fd: impl AsFd) {
-    todo!("reactor::deregister")
+    todo!("reactor::deregister (step 2)")
 }
 
-/// Wakes `waker` once the fd of `token` may be readable (or writable).
+/// Wakes `waker` once the fd of `token` may be readable.
 pub fn wait_readable(token: usize, waker: &Waker) {
-    todo!("reactor::wait_readable")
+    todo!("reactor::wait_readable (step 2)")
 }
 
+/// Wakes `waker` once the fd of `token` may be writable.
 pub fn wait_writable(token: usize, waker: &Waker) {
-    todo!("reactor::wait_writable")
+    todo!("reactor::wait_writable (step 2)")
 }
 
 /// Wakes `waker` at `deadline`, unless cancelled first.
 pub fn add_timer(deadline: Instant, waker: &Waker) -> TimerId {
-    todo!("reactor::add_timer")
+    todo!("reactor::add_timer (step 1)")
 }
 
+/// Cancels a timer; one that already fired is simply no longer there.
 pub fn cancel_timer(id: TimerId) {
-    todo!("reactor::cancel_timer")
+    todo!("reactor::cancel_timer (step 1)")
 }
 
 /// Sleeps in epoll_wait until an fd is ready or the earliest live timer is
-/// due (that deadline is the timeout, rounded up to a millisecond), and
-/// returns the wakers of everything that fired. Never a fixed short timeout.
+/// due (that deadline is the timeout, rounded up to a millisecond:
+/// `left.as_nanos().div_ceil(1_000_000)`), and returns the wakers of
+/// everything that fired. Never a fixed short timeout.
 pub fn turn() -> Vec<Waker> {
-    todo!("reactor::turn: epoll_wait with the earliest timer as its timeout")
+    todo!("reactor::turn (step 1): epoll_wait with the earliest timer as its timeout")
 }

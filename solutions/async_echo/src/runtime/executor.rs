@@ -87,8 +87,7 @@ pub fn run(main: impl Future<Output = ()> + 'static) -> ! {
                 // Nothing to run: park in the reactor until an fd or a timer
                 // wakes someone. The wakers are called here, after the
                 // reactor is released, since waking may run code that uses it.
-                let fired = reactor::with(|reactor| reactor.turn());
-                fired.into_iter().for_each(Waker::wake);
+                reactor::turn().into_iter().for_each(Waker::wake);
                 continue;
             }
             for id in woken {

@@ -29,7 +29,7 @@ enum Direction {
 impl<T: AsFd> Async<T> {
     /// Registers `io`, which must already be non-blocking.
     pub fn new(io: T) -> io::Result<Async<T>> {
-        let token = reactor::with(|reactor| reactor.register(io.as_fd()))?;
+        let token = reactor::register(io.as_fd())?;
         Ok(Async { io, token })
     }
 
@@ -49,10 +49,10 @@ impl<T: AsFd> Async<T> {
             match op(&self.io) {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                    reactor::with(|reactor| match direction {
-                        Direction::Read => reactor.wait_readable(self.token, cx.waker()),
-                        Direction::Write => reactor.wait_writable(self.token, cx.waker()),
-                    });
+                    match direction {
+                        Direction::Read => reactor::wait_readable(self.token, cx.waker()),
+                        Direction::Write => reactor::wait_writable(self.token, cx.waker()),
+                    }
                     return Poll::Pending;
                 }
                 result => return Poll::Ready(result),
@@ -63,7 +63,7 @@ impl<T: AsFd> Async<T> {
 
 impl<T: AsFd> Drop for Async<T> {
     fn drop(&mut self) {
-        reactor::with(|reactor| reactor.deregister(self.token, self.io.as_fd()));
+        reactor::deregister(self.token, self.io.as_fd());
     }
 }
 

@@ -9,7 +9,7 @@
 //! before waiting, no edge can be missed: bytes that arrived before the
 //! waker was left are read by the attempt itself.
 
-use echo_core::Slab;
+use crate::given::Slab;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::cell::RefCell;
@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::AsFd;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What a registered fd is waiting for.
 #[derive(Default)]
@@ -26,10 +26,12 @@ struct Source {
     writer: Option<Waker>,
 }
 
+/// A timer's name: from a counter, never reused, so that a cancelled or
+/// fired timer can never be mistaken for a newer one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId(u64);
+pub struct TimerId(pub u64);
 
-pub struct Reactor {
+struct Reactor {
     epoll: Epoll,
     /// Indexed by the token each registration carries in its epoll data.
     sources: Slab<Source>,
@@ -45,9 +47,56 @@ thread_local! {
     static REACTOR: RefCell<Reactor> = RefCell::new(Reactor::new());
 }
 
-/// Runs `f` on this thread's reactor.
-pub fn with<T>(f: impl FnOnce(&mut Reactor) -> T) -> T {
+/// Runs `f` on this thread's reactor. Each public function below borrows it
+/// for one call only, so no borrow is ever held while a task runs.
+fn with<T>(f: impl FnOnce(&mut Reactor) -> T) -> T {
     REACTOR.with(|reactor| f(&mut reactor.borrow_mut()))
+}
+
+/// Registers a non-blocking fd (for both directions, edge-triggered);
+/// returns its token.
+pub fn register(fd: impl AsFd) -> std::io::Result<usize> {
+    with(|reactor| reactor.register(fd))
+}
+
+/// Forgets a registration before its fd is closed.
+pub fn deregister(token: usize, fd: impl AsFd) {
+    with(|reactor| reactor.deregister(token, fd))
+}
+
+/// Wakes `waker` once the fd of `token` may be readable.
+pub fn wait_readable(token: usize, waker: &Waker) {
+    with(|reactor| {
+        if let Some(source) = reactor.sources.get_mut(token) {
+            source.reader = Some(waker.clone());
+        }
+    })
+}
+
+/// Wakes `waker` once the fd of `token` may be writable.
+pub fn wait_writable(token: usize, waker: &Waker) {
+    with(|reactor| {
+        if let Some(source) = reactor.sources.get_mut(token) {
+            source.writer = Some(waker.clone());
+        }
+    })
+}
+
+/// Wakes `waker` at `deadline`, unless cancelled first.
+pub fn add_timer(deadline: Instant, waker: &Waker) -> TimerId {
+    with(|reactor| reactor.add_timer(deadline, waker))
+}
+
+/// Cancels a timer; one that already fired is simply no longer there.
+pub fn cancel_timer(id: TimerId) {
+    with(|reactor| reactor.timers.remove(&id));
+}
+
+/// Sleeps in `epoll_wait` until an fd is ready or the earliest live timer is
+/// due, and returns the wakers of everything that fired. The caller wakes
+/// them once the reactor is no longer borrowed (waking runs executor code).
+pub fn turn() -> Vec<Waker> {
+    with(Reactor::turn)
 }
 
 impl Reactor {
@@ -64,8 +113,7 @@ impl Reactor {
         }
     }
 
-    /// Registers a non-blocking fd; returns its token.
-    pub fn register(&mut self, fd: impl AsFd) -> std::io::Result<usize> {
+    fn register(&mut self, fd: impl AsFd) -> std::io::Result<usize> {
         let token = self.sources.insert(Source::default());
         let interest = EpollFlags::EPOLLIN
             | EpollFlags::EPOLLOUT
@@ -78,39 +126,20 @@ impl Reactor {
         Ok(token)
     }
 
-    /// Forgets a registration (the fd is about to be closed, which removes
-    /// it from the epoll set). Its wakers are dropped: a token reused by the
-    /// next socket starts with none.
-    pub fn deregister(&mut self, token: usize, fd: impl AsFd) {
+    /// The fd is about to be closed, which removes it from the epoll set.
+    /// Its wakers are dropped: a token reused by the next socket starts
+    /// with none.
+    fn deregister(&mut self, token: usize, fd: impl AsFd) {
         let _ = self.epoll.delete(fd);
         self.sources.remove(token);
     }
 
-    /// Wake `waker` when the fd of `token` may be readable.
-    pub fn wait_readable(&mut self, token: usize, waker: &Waker) {
-        if let Some(source) = self.sources.get_mut(token) {
-            source.reader = Some(waker.clone());
-        }
-    }
-
-    /// Wake `waker` when the fd of `token` may be writable.
-    pub fn wait_writable(&mut self, token: usize, waker: &Waker) {
-        if let Some(source) = self.sources.get_mut(token) {
-            source.writer = Some(waker.clone());
-        }
-    }
-
-    /// Wake `waker` at `deadline` (unless cancelled first).
-    pub fn add_timer(&mut self, deadline: Instant, waker: &Waker) -> TimerId {
+    fn add_timer(&mut self, deadline: Instant, waker: &Waker) -> TimerId {
         let id = TimerId(self.next_timer);
         self.next_timer += 1;
         self.heap.push(Reverse((deadline, id)));
         self.timers.insert(id, waker.clone());
         id
-    }
-
-    pub fn cancel_timer(&mut self, id: TimerId) {
-        self.timers.remove(&id);
     }
 
     /// The earliest deadline of a live timer, dropping dead ones on the way.
@@ -124,10 +153,7 @@ impl Reactor {
         None
     }
 
-    /// Sleeps in `epoll_wait` until an fd is ready or the earliest timer is
-    /// due, and returns the wakers of everything that fired. The caller wakes
-    /// them once this reactor is no longer borrowed (waking runs executor code).
-    pub fn turn(&mut self) -> Vec<Waker> {
+    fn turn(&mut self) -> Vec<Waker> {
         // The earliest deadline is the epoll timeout: the only timer this
         // program has is the wait itself, so it never wakes for nothing and
         // never oversleeps a deadline. Rounded up to the next millisecond:
@@ -137,8 +163,8 @@ impl Reactor {
             None => EpollTimeout::NONE,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                EpollTimeout::try_from(left + Duration::from_micros(999))
-                    .unwrap_or(EpollTimeout::MAX)
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
             }
         };
         let n = match self.epoll.wait(&mut self.events, timeout) {

@@ -2,7 +2,8 @@
 
 use super::reactor::{self, TimerId};
 use std::cell::Cell;
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -13,22 +14,27 @@ struct Armed(Option<(TimerId, Instant)>);
 
 impl Armed {
     /// Makes sure a timer wakes this task no later than `deadline`.
+    ///
+    /// The reactor cannot be asked whether a timer has fired, and need not
+    /// be: it pops every timer whose deadline has passed at its next turn.
+    /// So a timer whose deadline is still ahead has not fired and will, no
+    /// later than `deadline` (deadlines only move forward): keep it. One
+    /// whose deadline has passed has fired, or will at the next turn: cancel
+    /// it (a no-op if it fired) and arm a new one.
     fn at(&mut self, deadline: Instant, cx: &mut Context<'_>) {
         if let Some((_, at)) = self.0
             && at > Instant::now()
         {
-            // Still to fire, and no later than the deadline (deadlines only
-            // move forward): when it fires, the owner looks again.
             return;
         }
         self.cancel();
-        let id = reactor::with(|reactor| reactor.add_timer(deadline, cx.waker()));
+        let id = reactor::add_timer(deadline, cx.waker());
         self.0 = Some((id, deadline));
     }
 
     fn cancel(&mut self) {
         if let Some((id, _)) = self.0.take() {
-            reactor::with(|reactor| reactor.cancel_timer(id));
+            reactor::cancel_timer(id);
         }
     }
 }
@@ -43,7 +49,7 @@ impl Drop for Armed {
 pub async fn sleep(duration: Duration) {
     let deadline = Instant::now() + duration;
     let mut timer = Armed::default();
-    std::future::poll_fn(|cx| {
+    poll_fn(|cx| {
         if Instant::now() >= deadline {
             return Poll::Ready(());
         }
@@ -65,15 +71,16 @@ pub struct Idle;
 /// as it stands; when it fires, the deadline is computed again from the last
 /// activity, and either it has passed (idle) or the timer is armed again for
 /// the new one.
-pub fn idle_timeout<'a, F: Future + 'a>(
+pub async fn idle_timeout<F: Future>(
     idle: Duration,
-    last_activity: &'a Cell<Instant>,
+    last_activity: &Cell<Instant>,
     future: F,
-) -> impl Future<Output = Result<F::Output, Idle>> + 'a {
-    // Pinned on the heap: `poll_fn` needs to poll it through `&mut`.
-    let mut future = Box::pin(future);
+) -> Result<F::Output, Idle> {
+    // Pinned in this function's own state (itself pinned inside the task):
+    // `poll` needs a `Pin<&mut F>`, and `F` may borrow from itself.
+    let mut future = pin!(future);
     let mut timer = Armed::default();
-    std::future::poll_fn(move |cx| {
+    poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Ok(output));
         }
@@ -84,4 +91,5 @@ pub fn idle_timeout<'a, F: Future + 'a>(
         timer.at(deadline, cx);
         Poll::Pending
     })
+    .await
 }
