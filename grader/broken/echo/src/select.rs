@@ -20,6 +20,8 @@ const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 const FULL: &[u8] = b"ERR server full\n";
 /// u64 words per fd_set (1024 bits).
 const WORDS: usize = FD_SETSIZE as usize / 64;
+/// FAULT(TimeoutRetry): select's timeout, after which unsent replies are tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The one mistake a select_echo server makes; [`SelectFault::None`] is correct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,10 @@ pub enum SelectFault {
     BlockingRead,
     /// Never puts anything in the write set: replies that hit EAGAIN wait for the next read.
     NoWriteSet,
+    /// Never puts anything in the write set either, but waits at most
+    /// [`RETRY_EVERY`] and, each time select times out, tries every
+    /// connection's pending replies again: they go out, only late.
+    TimeoutRetry,
     /// Does not raise the soft fd limit: accept fails with EMFILE at fd 1024.
     NoRlimit,
 }
@@ -169,21 +175,23 @@ impl Select {
             if read && rebuild {
                 sets.insert(READ, fd, fault);
             }
-            if write && fault != SelectFault::NoWriteSet {
+            let uses_write_set =
+                !matches!(fault, SelectFault::NoWriteSet | SelectFault::TimeoutRetry);
+            if write && uses_write_set {
                 sets.insert(WRITE, fd, fault);
             }
             nfds = nfds.max(fd + 1);
-            fds.push(fd);
+            fds.push((fd, write));
         }
         if fault == SelectFault::StaleNfds {
             nfds = self.last_accepted.max(self.listener) + 1;
         }
         // Never more bits than `sets` has after the write set.
         nfds = nfds.min(2 * FD_SETSIZE);
-        let timeout = if fault == SelectFault::ZeroTimeout {
-            Some(Duration::ZERO)
-        } else {
-            timeout
+        let timeout = match fault {
+            SelectFault::ZeroTimeout => Some(Duration::ZERO),
+            SelectFault::TimeoutRetry => Some(timeout.map_or(RETRY_EVERY, |t| t.min(RETRY_EVERY))),
+            _ => timeout,
         };
         let mut tv = timeout.map(|t| libc::timeval {
             tv_sec: t.as_secs() as libc::time_t,
@@ -212,9 +220,12 @@ impl Select {
         if sets.contains(READ, self.listener) {
             ready.push((self.listener, true));
         }
-        for fd in fds {
+        for (fd, wants_write) in fds {
             let (read, write) = (sets.contains(READ, fd), sets.contains(WRITE, fd));
-            if read || write {
+            // FAULT(TimeoutRetry): a timeout counts as "writable" for every
+            // connection with replies to send.
+            let retry = n == 0 && fault == SelectFault::TimeoutRetry && wants_write;
+            if read || write || retry {
                 ready.push((fd, read));
             }
         }
