@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Every transition is in [`Conn::on`]; which fd sets a state joins is in
-//! [`Conn::interest`]. The server never asks "what was I doing?" anywhere
-//! else.
+//! [`Conn::wants_read`] and [`Conn::wants_write`]. The server never asks
+//! "what was I doing?" anywhere else.
 
 use echo_core::{BACKPRESSURE_LIMIT, Fed, LineReader};
 use std::io::{ErrorKind, Read, Write};
@@ -88,23 +88,35 @@ impl Conn {
         self.out.len() - self.sent
     }
 
-    /// The sets this connection goes into before the next `select`:
-    /// (read, write).
-    pub fn interest(&self) -> (bool, bool) {
-        let replies = self.pending() > 0;
+    /// Whether this connection goes into the read set before the next
+    /// `select` (the handout's table, "Which set each state joins").
+    pub fn wants_read(&self) -> bool {
         match self.state {
             // Not reading while 64 KiB of replies are unsent is the
             // backpressure: the kernel's buffers fill up and the client's
             // writes block, instead of our memory growing without bound.
-            State::Reading => (self.pending() < BACKPRESSURE_LIMIT, replies),
-            State::Closing => (true, replies),
-            State::Lingering => (true, false),
-            State::Flushing => (false, replies),
-            State::Done => (false, false),
+            State::Reading => self.pending() < BACKPRESSURE_LIMIT,
+            // Input is read and thrown away until the client's EOF.
+            State::Closing | State::Lingering => true,
+            // The EOF has been read: a socket at EOF is readable forever,
+            // and asking again would make select return at once, a busy loop.
+            State::Flushing | State::Done => false,
         }
     }
 
-    /// The one place where the state changes.
+    /// Whether this connection goes into the write set: only while it has
+    /// replies to send. A socket is writable almost all the time, so asking
+    /// with nothing to send would also make select return at once.
+    pub fn wants_write(&self) -> bool {
+        match self.state {
+            State::Reading | State::Closing | State::Flushing => self.pending() > 0,
+            // Lingering: every reply is out, our FIN too.
+            State::Lingering | State::Done => false,
+        }
+    }
+
+    /// The one place where the state changes. One transition also acts:
+    /// entering Lingering sends our FIN (`shutdown`), which can fail.
     fn on(&mut self, event: Event) {
         use State::*;
         self.state = match (self.state, event) {
@@ -116,7 +128,14 @@ impl Conn {
                 Err(_) => Done,
             },
             (Lingering, Event::Eof) | (Flushing, Event::AllSent) => Done,
-            (state, _) => state,
+            // `write` runs after every read, so AllSent comes all the time:
+            // while Reading or Lingering it finishes nothing.
+            (Reading | Lingering, Event::AllSent) => self.state,
+            // Cannot happen: lines are parsed only while Reading, nothing is
+            // read once Flushing, and a Done connection is never served.
+            (Closing | Lingering | Flushing | Done, Event::End)
+            | (Flushing | Done, Event::Eof)
+            | (Done, Event::AllSent) => self.state,
         };
     }
 
