@@ -37,10 +37,6 @@ impl Drop for Armed {
     }
 }
 
-/// The idle timeout expired.
-#[derive(Debug)]
-pub struct Idle;
-
 /// Completes `duration` from now: a `std::future::poll_fn` that is `Ready`
 /// once the deadline has passed, and otherwise arms its timer and returns
 /// `Pending`.
@@ -48,9 +44,17 @@ pub async fn sleep(duration: Duration) {
     todo!("time::sleep (step 1)")
 }
 
-/// On each poll: poll `future` (pinned with `std::pin::pin!`); `Ready` is
-/// `Ok`. Otherwise the deadline is `last_activity + idle`: passed, `Err(Idle)`;
-/// not yet, make sure the timer wakes this task by then, and `Pending`.
+/// The idle timeout expired: nothing moved for the whole timeout.
+#[derive(Debug)]
+pub struct Idle;
+
+/// Runs `future` until it completes, or until `idle` has passed since the
+/// instant in `last_activity`, whichever comes first.
+///
+/// On each poll (a `poll_fn` again): poll `future`, pinned with
+/// `std::pin::pin!`; `Ready` is `Ok`. Otherwise the deadline is
+/// `last_activity + idle`: passed, `Err(Idle)`; not yet, make sure the timer
+/// wakes this task by then (`Armed::at`), and `Pending`.
 pub async fn idle_timeout<F: Future>(
     idle: Duration,
     last_activity: &Cell<Instant>,
