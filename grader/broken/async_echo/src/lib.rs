@@ -60,9 +60,10 @@ pub enum Fault {
     /// A helper thread sleeps in `epoll_wait` and hands the events to the main
     /// thread over a channel.
     ReactorThread,
-    /// The reactor waits with a fixed 10 ms timeout and scans every timer on
-    /// each wake-up, instead of sleeping until the earliest deadline.
-    FixedTick,
+    /// The reactor waits with a fixed timeout of `ms` (10 ms, or a slower
+    /// 150 ms) and scans every timer on each wake-up, instead of sleeping
+    /// until the earliest deadline.
+    FixedTick { ms: u64 },
     /// Sockets registered edge-triggered, and a connection reads only once per
     /// wake-up: the next read waits for a new edge without trying first, so
     /// bytes left in the socket wait for ever.
@@ -72,6 +73,12 @@ pub enum Fault {
     StaleTimer,
     /// An idle connection is closed without `BYE idle`.
     NoBye,
+    /// The idle deadline restarts only when a read ends a line: a line that
+    /// trickles in a byte at a time is closed as idle.
+    IdlePerLine,
+    /// `BYE idle` is written in full, waiting for room, before the close: a
+    /// client that floods the server and never reads is never closed.
+    WaitsForBye,
     /// `--idle-timeout-ms 0` is accepted instead of refused as a usage error.
     ZeroTimeout,
 }
@@ -188,7 +195,10 @@ impl Session {
 
     /// Bytes read from the client.
     pub fn received(&mut self, mut data: &[u8]) {
-        self.last_moved = Instant::now();
+        // FAULT(IdlePerLine): a read of an open connection counts only if it ends a line.
+        if fault() != Fault::IdlePerLine || self.phase != Phase::Open || data.contains(&b'\n') {
+            self.last_moved = Instant::now();
+        }
         if self.phase != Phase::Open {
             return; // ending or lingering: discarded
         }
@@ -321,6 +331,10 @@ async fn client(socket: Socket, idle: Duration) {
         let deadline = session.last_moved + idle;
         match io.ready_or_deadline(want, &mut timer, deadline).await {
             Woke::Ready(bits) => woken_readable = bits & READABLE != 0,
+            Woke::Deadline if fault() == Fault::WaitsForBye => {
+                // FAULT(WaitsForBye): the line is written in full, waiting for room.
+                return write_all(&io, BYE).await;
+            }
             Woke::Deadline => {
                 if fault() != Fault::NoBye {
                     // One attempt, not waited for: an idle client may not read.
@@ -329,6 +343,21 @@ async fn client(socket: Socket, idle: Duration) {
                 // FAULT(NoBye) is skipping the line above.
                 return;
             }
+        }
+    }
+}
+
+/// FAULT(WaitsForBye): writes all of `data`, waiting for room as long as it
+/// takes.
+async fn write_all(io: &Io, mut data: &[u8]) {
+    while !data.is_empty() {
+        match io.write_vectored(&[IoSlice::new(data)]) {
+            Ok(n) => data = &data[n..],
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                io.ready(WRITABLE).await;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }

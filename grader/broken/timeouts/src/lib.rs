@@ -32,8 +32,6 @@ use socket2::Socket;
 const READ_BUF: usize = 16 * 1024;
 const MAX_EVENTS: usize = 64;
 const LISTENER: u64 = u64::MAX;
-/// FAULT(FixedShortTick): the wait's fixed timeout.
-const SHORT_TICK: Duration = Duration::from_millis(5);
 /// FAULT(LateClose): how often idle connections are looked for.
 const IDLE_SCAN: Duration = Duration::from_secs(1);
 
@@ -42,9 +40,9 @@ const IDLE_SCAN: Duration = Duration::from_secs(1);
 pub enum Fault {
     /// Correct per the contract.
     None,
-    /// `epoll_wait` with a fixed 5 ms timeout; every wakeup scans every connection for
-    /// idleness and looks at the clock for the tick.
-    FixedShortTick,
+    /// `epoll_wait` with a fixed timeout of `ms` (5 ms, or a slower 150 ms); every wakeup
+    /// scans every connection for idleness and looks at the clock for the tick.
+    FixedTick { ms: u64 },
     /// The tick and the idle check run only when the wait returns 0 (timed out): under
     /// constant traffic it never does, and ticks starve.
     TimersOnlyOnTimeout,
@@ -60,6 +58,12 @@ pub enum Fault {
     /// The wait's timeout is computed from the *latest* idle deadline instead of the
     /// earliest: with staggered deadlines, the early ones are closed late.
     LatestDeadline,
+    /// The idle deadline restarts only when a read ends a line: a line that trickles in a
+    /// byte at a time is closed as idle.
+    IdlePerLine,
+    /// `BYE idle` is queued like a reply and the connection closed once it is all sent: a
+    /// client that floods the server and never reads is never closed.
+    WaitsForBye,
 }
 
 struct Config {
@@ -124,6 +128,10 @@ struct Conn {
     deadline: Instant,
     /// Set when a byte moved during the current serve.
     active: bool,
+    /// FAULT(IdlePerLine): only a read that ends a line counts as activity.
+    idle_per_line: bool,
+    /// FAULT(WaitsForBye): `BYE idle` is queued; the connection closes once it is sent.
+    bye_queued: bool,
 }
 
 impl Conn {
@@ -158,7 +166,9 @@ impl Conn {
             });
         }
         // Bytes discarded while lingering count as activity too.
-        self.active = true;
+        // FAULT(IdlePerLine): a read of an open connection counts only if it ends a line.
+        let ends_line = buf[..n].contains(&b'\n');
+        self.active |= !self.idle_per_line || self.phase != Phase::Open || ends_line;
         if self.phase == Phase::Open {
             self.on_data(&buf[..n]);
         }
@@ -299,9 +309,9 @@ impl Server {
 
     /// Milliseconds until the next thing is due, rounded up.
     fn timeout_ms(&self) -> i32 {
-        if self.fault == Fault::FixedShortTick {
-            // FAULT(FixedShortTick): wake every 5 ms, whatever is due.
-            return SHORT_TICK.as_millis() as i32;
+        if let Fault::FixedTick { ms } = self.fault {
+            // FAULT(FixedTick): wake every `ms`, whatever is due.
+            return ms as i32;
         }
         let idle_due = if self.fault == Fault::LatestDeadline {
             // FAULT(LatestDeadline): the last deadline of the map, not the first.
@@ -363,8 +373,8 @@ impl Server {
     }
 
     fn expire(&mut self, now: Instant) {
-        if self.fault == Fault::FixedShortTick {
-            // FAULT(FixedShortTick): a scan of every connection on every wakeup.
+        if matches!(self.fault, Fault::FixedTick { .. }) {
+            // FAULT(FixedTick): a scan of every connection on every wakeup.
             for slot in 0..self.conns.len() {
                 if matches!(&self.conns[slot], Some(conn) if conn.deadline <= now) {
                     self.bye(slot);
@@ -387,10 +397,28 @@ impl Server {
     }
 
     fn bye(&mut self, slot: usize) {
+        if self.fault == Fault::WaitsForBye {
+            return self.queue_bye(slot);
+        }
         if let Some(Some(conn)) = self.conns.get(slot) {
             let _ = nix::unistd::write(&conn.sock, BYE);
         }
         self.close(slot);
+    }
+
+    /// FAULT(WaitsForBye): `BYE idle` goes out like a reply, and the connection is closed
+    /// only once it is all sent, however long that takes.
+    fn queue_bye(&mut self, slot: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        self.deadlines.remove(&(conn.deadline, slot));
+        if !conn.bye_queued {
+            conn.bye_queued = true;
+            conn.out.extend(BYE);
+            conn.phase = Phase::Closing;
+        }
+        self.serve(slot, EpollFlags::empty());
     }
 
     fn serve(&mut self, slot: usize, events: EpollFlags) {
@@ -474,6 +502,8 @@ impl Server {
             registered: events,
             deadline,
             active: false,
+            idle_per_line: self.fault == Fault::IdlePerLine,
+            bye_queued: false,
         });
     }
 }

@@ -17,6 +17,8 @@ pub static SUITE: Suite = Suite {
         OWN_RUNTIME,
         timeouts::IDLE_CLOSE,
         timeouts::ACTIVE_KEPT,
+        timeouts::IDLE_TRICKLE,
+        timeouts::IDLE_FLOODER,
         timeouts::FEW_WAKEUPS,
         wakeup::PER_WAKEUP_COST,
         stale::STALE_TIMER,

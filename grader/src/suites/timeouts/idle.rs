@@ -10,7 +10,7 @@ use crate::suites::echo::{echo, send};
 use std::time::{Duration, Instant};
 
 /// The idle timeout of the single-connection checks.
-const IDLE_MS: u64 = 300;
+pub(super) const IDLE_MS: u64 = 300;
 
 /// How a client's connection ended, seen by the grader.
 struct Closing {
@@ -231,33 +231,56 @@ pub(crate) const ACTIVE_KEPT: Check = Check {
 
 fn active_kept(ctx: &Ctx) -> Outcome {
     let mut server = start_timed(ctx, IDLE_MS, NEVER_MS)?;
+    paced(
+        &mut server,
+        "a send every 50 ms",
+        "while clients stayed active",
+        |server| active_attempt(ctx, server),
+    )
+}
+
+/// Runs a check whose clients keep a connection alive by sending on a
+/// schedule: up to 3 tries of `attempt`, which returns `Ok(None)` when it
+/// passed and `Ok(Some(why))` when the grader itself fell behind `schedule`
+/// (on a loaded machine its thread may wait for a CPU for longer than the
+/// idle timeout), which proves nothing either way.
+pub(super) fn paced(
+    server: &mut Server,
+    schedule: &str,
+    during: &str,
+    mut attempt: impl FnMut(&Server) -> Result<Option<String>, Verdict>,
+) -> Outcome {
     let mut voided = Vec::new();
     for _ in 0..3 {
-        match active_attempt(ctx, &server)? {
-            None => return server.alive("while clients stayed active"),
+        match attempt(server)? {
+            None => return server.alive(during),
             Some(why) => voided.push(why),
         }
-        server.alive("while clients stayed active")?;
+        server.alive(during)?;
     }
     Err(Verdict::Skip(format!(
-        "the grader could not keep its own schedule of a send every 50 ms on this machine ({}); run it again on a less loaded machine",
+        "the grader could not keep its own schedule of {schedule} on this machine ({}); run it again on a less loaded machine",
         voided.join("; ")
     )))
 }
 
 /// How late the grader may send its next bytes, after the previous ones,
 /// for the check to be valid: later, a correct server may close.
-const GRADER_GAP: Duration = Duration::from_millis(IDLE_MS - 40);
+pub(super) const GRADER_GAP: Duration = Duration::from_millis(IDLE_MS - 40);
+
+/// Why a try proves nothing: more than [`GRADER_GAP`] passed since `since`
+/// before the grader could do `what`.
+pub(super) fn fell_behind(since: Instant, what: &str) -> Option<String> {
+    let gap = since.elapsed();
+    (gap > GRADER_GAP).then(|| format!("{} ms passed before {what}", gap.as_millis()))
+}
 
 /// One try of `active_kept`: `Ok(None)` passed, `Ok(Some(why))` says why the
 /// try proves nothing (the grader itself was late: on a loaded machine its
 /// thread may wait for a CPU for longer than the idle timeout).
 fn active_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict> {
     let idle = ms(IDLE_MS);
-    let late = |since: Instant, what: &str| -> Option<String> {
-        let gap = since.elapsed();
-        (gap > GRADER_GAP).then(|| format!("{} ms passed before {what}", gap.as_millis()))
-    };
+    let late = fell_behind;
     let mut c1 = ctx.connect(server)?;
     let mut c2 = ctx.connect(server)?;
     // c2 enters the lingering close: the server shuts down writing and

@@ -17,19 +17,23 @@
 //!
 //! The files: this one (the shared margins and the server's start), and the
 //! checks by theme: `idle.rs` (idle connections closed on time, active ones
-//! kept), `tick.rs` (the tick's cadence, idle and under traffic), `scale.rs`
+//! kept), `moved.rs` (what "no byte moved" means: a trickling line keeps a
+//! connection, a flooding client that never reads is still closed), `tick.rs` (the tick's cadence, idle and under traffic), `scale.rs`
 //! (few wakeups while idle, 10,000 staggered deadlines).
 
 use crate::check::{Ctx, Server, Suite, Verdict};
 use crate::harness::process::SpawnOptions;
 use std::time::Duration;
 
+mod diag;
 mod idle;
+mod moved;
 mod scale;
 mod tick;
 
 // The idle-timeout checks that also apply to async_echo (which has no tick).
 pub(crate) use idle::{ACTIVE_KEPT, IDLE_CLOSE};
+pub(crate) use moved::{IDLE_FLOODER, IDLE_TRICKLE};
 pub(crate) use scale::FEW_WAKEUPS;
 
 /// The contract's window after N.
@@ -60,6 +64,8 @@ pub static SUITE: Suite = Suite {
     checks: &[
         idle::IDLE_CLOSE,
         idle::ACTIVE_KEPT,
+        moved::IDLE_TRICKLE,
+        moved::IDLE_FLOODER,
         tick::TICK_CADENCE,
         tick::TICK_UNDER_TRAFFIC,
         scale::FEW_WAKEUPS,

@@ -16,24 +16,37 @@ use std::time::{Duration, Instant};
 pub(crate) const FEW_WAKEUPS: Check = Check {
     name: "few_wakeups",
     points: 5,
-    title: "with one idle client and long deadlines (N=60 s; T=1 s where the lab ticks), the server wakes only a few times in 1.5 s (voluntary context switches in /proc/PID/status)",
+    title: "with one idle client and long deadlines (N=60 s; T=1 s where the lab ticks), the server wakes in 3 s only for what is due (the ticks) and a few more (voluntary context switches in /proc/PID/status)",
     limit: secs(30),
     run: few_wakeups,
     proven_by: &[
-        broken("broken_timeouts_fixed_short_tick", "fixed short interval"),
-        broken("broken_async_echo_fixed_tick", "fixed short interval"),
+        broken("broken_timeouts_fixed_short_tick", "fixed interval"),
+        broken("broken_timeouts_ticker_150ms", "fixed interval"),
+        broken("broken_async_echo_fixed_tick", "fixed interval"),
+        broken("broken_async_echo_ticker_150ms", "fixed interval"),
     ],
 };
 
+/// The idle window of `few_wakeups`: long enough that a reactor on a fixed
+/// 150 ms tick (20 wake-ups) is far above what is due (4 ticks at most).
+const WAKEUP_WINDOW: Duration = Duration::from_secs(3);
+/// The tick of `few_wakeups` where the lab ticks.
+const WAKEUP_TICK_MS: u64 = 1_000;
+/// Wake-ups allowed beyond the deadlines due in the window: the grader
+/// cannot see everything a correct server may sleep on once (a page of its
+/// program loaded from disk, a late ack of the echo before the window).
+/// Measured: a correct server wakes exactly for its ticks, and none at all
+/// without them.
+const SPARE_WAKEUPS: u64 = 4;
+
 fn few_wakeups(ctx: &Ctx) -> Outcome {
-    let mut server = start_timed(ctx, 60_000, 1_000)?;
+    let mut server = start_timed(ctx, 60_000, WAKEUP_TICK_MS)?;
     let pid = server.pid();
     let mut c = ctx.connect(&server)?;
     echo(&mut c, b"and now, silence\n")?;
     std::thread::sleep(ms(200));
-    let window = ms(1500);
     let before = proc::voluntary_ctxt_switches(pid);
-    std::thread::sleep(window);
+    std::thread::sleep(WAKEUP_WINDOW);
     let after = proc::voluntary_ctxt_switches(pid);
     server.alive("while idle")?;
     let (Some(before), Some(after)) = (before, after) else {
@@ -42,25 +55,36 @@ fn few_wakeups(ctx: &Ctx) -> Outcome {
         );
     };
     let wakeups = after.saturating_sub(before);
-    ctx.note(format!("{wakeups} voluntary context switches in 1.5 s"));
-    let ticks = super::has_ticks(ctx);
-    ensure(wakeups <= 12, || {
-        let (args, expected) = if ticks {
+    let window = secs_f(WAKEUP_WINDOW);
+    ctx.note(format!("{wakeups} voluntary context switches in {window}"));
+    // What is due in the window: the ticks (a window of 3 T holds at most
+    // 4 of them), no idle deadline (N = 60 s), nothing to read.
+    let ticks = if super::has_ticks(ctx) {
+        WAKEUP_WINDOW.as_millis() as u64 / WAKEUP_TICK_MS + 1
+    } else {
+        0
+    };
+    let allowed = ticks + SPARE_WAKEUPS;
+    ensure(wakeups <= allowed, || {
+        let (args, due) = if ticks > 0 {
             (
-                " and --tick-ms 1000",
-                "2 or 3: it sleeps until the next tick (or the earliest idle deadline), about once a second",
+                format!(" and --tick-ms {WAKEUP_TICK_MS}"),
+                format!("the {ticks} ticks that can fall in {window}"),
             )
         } else {
             (
-                "",
-                "none or a handful: nothing is due for 60 s, so it sleeps until a socket is ready",
+                String::new(),
+                "nothing (no tick, no idle deadline for 60 s)".to_string(),
             )
         };
         Failure::new(format!(
-            "with one idle client and --idle-timeout-ms 60000{args}, the server went to sleep {wakeups} times in 1.5 s (voluntary context switches)"
+            "with one idle client and --idle-timeout-ms 60000{args}, the server went to sleep {wakeups} times in {window} (voluntary context switches), about once every {} ms",
+            WAKEUP_WINDOW.as_millis() as u64 / wakeups.max(1)
         ))
-        .expected(expected)
-        .cause("the wait wakes on a fixed short interval: compute its timeout from the earliest deadline (next tick, earliest idle deadline) instead of polling the clock every few ms")
+        .expected(format!(
+            "at most {allowed}: it wakes only for what is due, here {due}, plus {SPARE_WAKEUPS} for what the grader cannot see"
+        ))
+        .cause("the wait wakes on a fixed interval: compute its timeout from the earliest deadline (the next tick, the earliest idle deadline; none at all when nothing is due) instead of looking at the clock every few (or every hundred) ms")
     })
 }
 

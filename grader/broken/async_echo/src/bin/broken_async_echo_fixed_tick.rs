@@ -1,3 +1,3 @@
 fn main() {
-    broken_async_echo::run(broken_async_echo::Fault::FixedTick)
+    broken_async_echo::run(broken_async_echo::Fault::FixedTick { ms: 10 })
 }

@@ -33,8 +33,6 @@ pub const WRITABLE: u8 = 2;
 
 /// Events fetched per `epoll_wait`.
 const MAX_EVENTS: usize = 256;
-/// FAULT(FixedTick): the wait's fixed timeout.
-const FIXED_TICK: Duration = Duration::from_millis(10);
 /// The first timer key handed out; the keys below are left free (fds fit there).
 const FIRST_TIMER_KEY: u64 = 1 << 32;
 
@@ -270,9 +268,9 @@ impl Reactor {
 
     /// How long the next wait may last: until the earliest deadline.
     fn timeout(&self) -> Option<Duration> {
-        if fault() == Fault::FixedTick {
-            // FAULT(FixedTick): a fixed short wait, whatever the deadlines.
-            return Some(FIXED_TICK);
+        if let Fault::FixedTick { ms } = fault() {
+            // FAULT(FixedTick): a fixed wait, whatever the deadlines.
+            return Some(Duration::from_millis(ms));
         }
         let &(deadline, _) = self.deadlines.first()?;
         Some(deadline.saturating_duration_since(Instant::now()))
@@ -313,7 +311,7 @@ impl Reactor {
             woken.extend(source.waker.take());
         }
         let now = Instant::now();
-        let due: Vec<(Instant, u64)> = if fault() == Fault::FixedTick {
+        let due: Vec<(Instant, u64)> = if matches!(fault(), Fault::FixedTick { .. }) {
             // FAULT(FixedTick): every timer is looked at on every wake-up.
             self.deadlines
                 .iter()

@@ -1,5 +1,5 @@
 use broken_timeouts::Fault;
 
 fn main() {
-    broken_timeouts::run(Fault::FixedShortTick)
+    broken_timeouts::run(Fault::FixedTick { ms: 5 })
 }

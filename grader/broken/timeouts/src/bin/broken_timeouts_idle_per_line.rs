@@ -1,0 +1,5 @@
+use broken_timeouts::Fault;
+
+fn main() {
+    broken_timeouts::run(Fault::IdlePerLine)
+}
