@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::workspace;
+use common::{grade_commands, workspace};
 use grader::course::LABS;
 
 fn read(path: &str) -> String {
@@ -181,34 +181,6 @@ fn each_layer_uses_only_the_layers_below_it() {
         "a layer uses a later one:\n{}",
         wrong.join("\n")
     );
-}
-
-/// The `make grade ...` commands of a text, each as its line number and its
-/// `KEY=VALUE` words (`LAB=epoll_et`, `CHECK=burst,big_replies`, ...). A
-/// command may wrap onto the next line; it ends at the first word that is
-/// not `KEY=VALUE` (a `#` comment, prose) or at a closing backtick.
-fn grade_commands(text: &str) -> Vec<(usize, Vec<(&str, &str)>)> {
-    text.match_indices("make grade ")
-        .map(|(at, command)| {
-            let line = text[..at].matches('\n').count() + 1;
-            let mut words = Vec::new();
-            for word in text[at + command.len()..].split_whitespace() {
-                let Some((key, value)) = word.split_once('=') else {
-                    break;
-                };
-                if key.is_empty() || !key.chars().all(|c| c.is_ascii_uppercase()) {
-                    break;
-                }
-                let name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ',';
-                let end = value.find(|c: char| !name(c)).unwrap_or(value.len());
-                words.push((key, &value[..end]));
-                if end < value.len() {
-                    break; // `CHECK=a,b`. or LAB=x` ends the command
-                }
-            }
-            (line, words)
-        })
-        .collect()
 }
 
 #[test]
