@@ -57,6 +57,9 @@ pub enum Fault {
     None,
     /// The executor polls every task on each wake-up, not only the woken ones.
     PollsAll,
+    /// The executor polls only the woken tasks, but finds them by scanning
+    /// every task's "woken" flag on each wake-up instead of keeping a queue.
+    ScansAll,
     /// A helper thread sleeps in `epoll_wait` and hands the events to the main
     /// thread over a channel.
     ReactorThread,

@@ -1,13 +1,38 @@
-//! `per_wakeup_cost`: the server CPU one round trip costs, with 5,000 idle
-//! connections and without, in one run.
+//! `per_wakeup_cost`: the server CPU a line costs with 10,000 idle
+//! connections, against a second copy of the program that has none, the two
+//! measured in alternation.
 //!
-//! Each round trip is followed by a pause of 0.3 ms, so that each one is one
-//! wake-up of the server: without it, when the grader and the server share a
-//! CPU, one wake-up serves several round trips and an executor that polls
-//! every task looks only a few times worse instead of a hundred. CPU time is
-//! read from `/proc/PID/task/*/schedstat` (nanoseconds). The cost is measured
-//! with 0 idle connections, then 5,000, then 0 again; a correct runtime stays
-//! near 1x, one that polls every task on every wake-up lands far above.
+//! Two copies of the program run side by side, each with one active client.
+//! The grader measures a block of lines on one, then a block on the other,
+//! and so on (which goes first alternates), and takes the median of the
+//! blocks' cost ratios. A program measured alone, first without idle
+//! connections and then with them (as this check used to), drifted 3x
+//! between the two on a loaded 2-core machine; two copies in alternation
+//! live through the same load. The ratio is measured first with no idle
+//! connection anywhere (about 1), then with [`IDLE`] idle connections to the
+//! first copy; what grades is that second ratio, divided by the first when
+//! the first is above 1.
+//!
+//! - The grader's measuring thread and both copies are pinned to one CPU
+//!   (see [`OneCpu`]): unpinned, a correct copy cost 50 µs a line instead
+//!   of 20 for seconds at a time, in either copy, most likely when it ran
+//!   on the other CPU than the grader.
+//! - Each line goes out in [`PIECES`] pieces, each followed by a pause of
+//!   0.3 ms, so that each piece is one wake-up: without the pause, when the
+//!   grader and the server share a CPU, one wake-up serves several pieces
+//!   and what an executor does per wake-up is diluted.
+//! - CPU time is read from `/proc/PID/task/*/schedstat` (nanoseconds).
+//!
+//! Measured on this project's 2-core VM with two `yes > /dev/null` and four
+//! other builds running (load average 6-8), 5 gradings each: the reference
+//! solution 0.94-1.12x, correct_async_echo 0.99-1.20x, the Python server
+//! (tests/impls/async_echo.py) 0.96-1.20x; an executor that scans every
+//! task's `woken` flag on each wake-up (broken_async_echo_scans_all: two
+//! scans per wake-up, the one that polls and the one that finds nothing
+//! left, about 1.6 ns a task each) 2.76-2.91x; one that polls every task
+//! (broken_async_echo_polls_all) 136-186x. The check used to measure one
+//! copy before, with and after 5,000 idle connections, with a limit of 10x:
+//! a scanning executor measured 1.6x there, and a correct one up to 2.5x.
 
 use crate::check::{Check, Ctx, Failure, Outcome, Server, Verdict, broken, need_fds, secs, within};
 use crate::harness::client::{Client, End};
@@ -15,85 +40,162 @@ use crate::harness::proc;
 use crate::harness::process::SpawnOptions;
 use crate::harness::text::thousands;
 use crate::suites::echo::discard_all;
+use nix::libc;
 use std::time::{Duration, Instant};
 
-const IDLE: usize = 5000;
-/// A correct runtime measures 0.3x to 2.5x on a busy 2-core machine; one
-/// that polls every task, 100x and more.
-const MAX_RATIO: f64 = 10.0;
+/// The idle connections: as many as the echo suite's clients, so the check
+/// asks no more of the grader's fd limit than the lab already does.
+const IDLE: usize = 10_000;
+/// Each line goes out in this many pieces: a wake-up each.
+const PIECES: usize = 3;
+/// Blocks of round trips per copy and per phase, and lines per block.
+const BLOCKS: usize = 15;
+const ROUNDS: usize = 30;
+/// Correct runtimes measured at most 1.2x, a scanning executor at least
+/// 2.7x (see the module's comment).
+const MAX_GROWTH: f64 = 1.8;
 
 pub(super) const PER_WAKEUP_COST: Check = Check {
     name: "per_wakeup_cost",
     points: 10,
-    title: "one active client's round trips cost about as much server CPU with 5,000 idle connections as with none (measured with 0, 5,000, then 0 idle): the executor polls only the tasks that were woken",
+    title: "one active client's round trips cost about as much server CPU with 10,000 idle connections as without (against a second copy of the program, measured in alternation): the executor polls only the tasks that were woken, and does not look at the others to find them",
     limit: secs(90),
     run: per_wakeup_cost,
-    proven_by: &[broken("broken_async_echo_polls_all", "polls every task")],
+    proven_by: &[
+        broken("broken_async_echo_polls_all", "polls every task"),
+        broken("broken_async_echo_scans_all", "polls every task"),
+    ],
 };
+
+/// One copy of the program and its active client.
+struct Copy {
+    server: Server,
+    client: Client,
+}
 
 fn per_wakeup_cost(ctx: &Ctx) -> Outcome {
     need_fds(IDLE + 10)?;
-    let args = ctx.lab.echo().args.iter().map(|a| a.to_string()).collect();
-    let mut server = ctx.start_server(SpawnOptions {
-        args,
-        ..SpawnOptions::default()
-    })?;
-    let pid = server.pid();
-    let mut active = ctx.connect(&server)?;
-    cost(&mut active, pid, 100)?; // warm-up
-    let before = cost(&mut active, pid, 600)?;
-    let base_fds = proc::open_fds(pid).unwrap_or(0);
-    let idle = open_idle(ctx, &mut server, base_fds)?;
-    let loaded = cost(&mut active, pid, 600);
+    let mut loaded = start_copy(ctx)?;
+    let mut reference = start_copy(ctx)?;
+    let pinned = OneCpu::pin(&[loaded.server.pid(), reference.server.pid()]);
+    if pinned.is_none() {
+        ctx.note("could not pin the grader and the two copies to one CPU: measured without");
+    }
+    let before = ratio(&mut loaded, &mut reference)?;
+    let base_fds = proc::open_fds(loaded.server.pid()).unwrap_or(0);
+    let idle = open_idle(ctx, &mut loaded.server, base_fds)?;
+    // Lets the kernel finish with 10,000 new connections (its work lands on
+    // whichever program runs), then the server with their tasks.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = ratio(&mut loaded, &mut reference);
     discard_all(idle);
-    let loaded = loaded?;
-    wait_for_fds(pid, base_fds + 5);
-    let after = cost(&mut active, pid, 600)?;
-    server.alive("during the check")?;
-    let baseline = (before + after) / 2.0;
-    let ratio = loaded / baseline.max(1.0);
+    let after = after?;
+    drop(pinned);
+    loaded.server.alive("during the check")?;
+    reference.server.alive("during the check")?;
+    // A first ratio above 1 (the copies differ without idle connections)
+    // excuses as much of the second; one below 1 is not held against it.
+    let growth = after.ratio / before.ratio.max(1.0);
     ctx.note(format!(
-        "server CPU per round trip: {:.1} µs with no idle connections, {:.1} µs with {}, {:.1} µs with none again ({ratio:.1}x)",
-        before / 1000.0,
-        loaded / 1000.0,
+        "server CPU per line: {:.1} µs against {:.1} µs in a second copy ({:.2}x) with no idle connections, {:.1} µs against {:.1} µs ({:.2}x) with {}: {growth:.2}x",
+        before.loaded / 1000.0,
+        before.reference / 1000.0,
+        before.ratio,
+        after.loaded / 1000.0,
+        after.reference / 1000.0,
+        after.ratio,
         thousands(IDLE),
-        after / 1000.0
     ));
-    if ratio <= MAX_RATIO {
+    if growth <= MAX_GROWTH {
         return Ok(());
     }
     Err(Failure::new(format!(
-        "one client's round trip cost the server {:.1} µs of CPU with no other connection, {:.1} µs with {} idle ones ({ratio:.0}x), {:.1} µs once they had left",
-        before / 1000.0,
-        loaded / 1000.0,
+        "one client's line (sent in {PIECES} pieces, a wake-up each) cost the server {:.1} µs of CPU with {} idle connections, against {:.1} µs in a second copy of the program without them, measured in alternation: {:.1}x ({:.1}x before the idle clients connected)",
+        after.loaded / 1000.0,
         thousands(IDLE),
-        after / 1000.0
+        after.reference / 1000.0,
+        after.ratio,
+        before.ratio,
     ))
     .expected(format!(
-        "about the same cost (at most {MAX_RATIO}x): idle connections' tasks are not touched when another connection is ready"
+        "about the same cost (at most {MAX_GROWTH}x): idle connections' tasks are not touched, not even looked at, when another connection is ready"
     ))
-    .cause("the executor polls every task on each wake-up instead of only the woken ones (or something per wake-up walks all connections): queue a task's id when its waker is called and poll only the queued tasks")
+    .cause("the executor polls every task on each wake-up, or looks at every task to find the woken ones (a `woken` flag per task, scanned), or something else per wake-up walks all connections: the waker must queue its task's id, and the executor poll only the queued tasks")
     .into())
 }
 
-/// Server CPU nanoseconds per round trip of `client`, over `rounds` round
-/// trips (or 2 s, whichever ends first).
+fn start_copy(ctx: &Ctx) -> Result<Copy, Verdict> {
+    let args = ctx.lab.echo().args.iter().map(|a| a.to_string()).collect();
+    let server = ctx.start_server(SpawnOptions {
+        args,
+        ..SpawnOptions::default()
+    })?;
+    let mut client = ctx.connect(&server)?;
+    cost(&mut client, server.pid(), 100)?; // warm-up
+    Ok(Copy { server, client })
+}
+
+/// Medians of one phase, in nanoseconds per line.
+struct Phase {
+    loaded: f64,
+    reference: f64,
+    /// The median of the blocks' ratios (not the ratio of the medians).
+    ratio: f64,
+}
+
+/// Alternating blocks of round trips on the two copies.
+fn ratio(loaded: &mut Copy, reference: &mut Copy) -> Result<Phase, Verdict> {
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // Settles whatever the last change left to do (accepting, closing).
+    cost(&mut loaded.client, loaded.server.pid(), 50)?;
+    for block in 0..BLOCKS {
+        let one = |copy: &mut Copy| cost(&mut copy.client, copy.server.pid(), ROUNDS);
+        let (a, b) = if block % 2 == 0 {
+            let a = one(loaded)?;
+            (a, one(reference)?)
+        } else {
+            let b = one(reference)?;
+            (one(loaded)?, b)
+        };
+        ours.push(a);
+        theirs.push(b);
+        ratios.push(a / b.max(1.0));
+    }
+    Ok(Phase {
+        loaded: median(ours),
+        reference: median(theirs),
+        ratio: median(ratios),
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Server CPU nanoseconds per line of `client`, over `rounds` round trips
+/// (or 2 s, whichever ends first).
 fn cost(client: &mut Client, pid: i32, rounds: usize) -> Result<f64, Verdict> {
     let line = b"a line of 24 bytes, ok\n\n";
     let start_cpu = proc::cpu_ns(pid);
     let started = Instant::now();
     let mut done = 0;
+    let step = line.len().div_ceil(PIECES);
     while done < rounds && started.elapsed() < Duration::from_secs(2) {
-        client
-            .send_all(line, within(secs(3)))
-            .map_err(|(_, end)| lost(client, end))?;
-        let got = client.recv_exact(line.len(), within(secs(3)));
-        if got.end != End::Complete || got.data != line {
-            return Err(lost(client, got.end));
+        for piece in line.chunks(step) {
+            client
+                .send_all(piece, within(secs(3)))
+                .map_err(|(_, end)| lost(client, end))?;
+            if piece.ends_with(b"\n") {
+                let got = client.recv_exact(line.len(), within(secs(3)));
+                if got.end != End::Complete || got.data != line {
+                    return Err(lost(client, got.end));
+                }
+            }
+            // One piece, one wake-up (see the module's comment).
+            std::thread::sleep(Duration::from_micros(300));
         }
         done += 1;
-        // One round trip, one wake-up (see the module's comment).
-        std::thread::sleep(Duration::from_micros(300));
     }
     let (Some(start_cpu), Some(end_cpu)) = (start_cpu, proc::cpu_ns(pid)) else {
         return Err(Failure::new(
@@ -145,10 +247,55 @@ fn open_idle(ctx: &Ctx, server: &mut Server, base_fds: usize) -> Result<Vec<Clie
     Ok(idle)
 }
 
-/// Waits (at most 10 s) until the server's open fds are down to `at_most`.
-fn wait_for_fds(pid: i32, at_most: usize) {
-    let deadline = within(secs(10));
-    while proc::open_fds(pid).unwrap_or(0) > at_most && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+/// The grader's measuring thread and every thread of the programs, pinned to
+/// the CPU the grader runs on, until dropped (the grader's thread gets its
+/// CPUs back). On two CPUs, where each program runs relative to the grader
+/// decides what a wake-up costs: a wake-up sent to the other CPU (an
+/// inter-processor interrupt, a VM exit on a virtual machine) cost 50 µs
+/// instead of 20 here, for minutes at a time, in either copy. On one CPU
+/// both copies pay the same.
+struct OneCpu {
+    saved: libc::cpu_set_t,
+}
+
+impl OneCpu {
+    fn pin(pids: &[i32]) -> Option<OneCpu> {
+        // SAFETY: cpu_set_t is plain data; the calls get its true size.
+        unsafe {
+            let mut saved: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if libc::sched_getaffinity(0, size, &mut saved) != 0 {
+                return None;
+            }
+            let cpu = usize::try_from(libc::sched_getcpu()).ok()?;
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            let threads = pids.iter().flat_map(|&pid| tasks(pid));
+            let all_pinned = std::iter::once(0)
+                .chain(threads)
+                .all(|tid| libc::sched_setaffinity(tid, size, &one) == 0);
+            let pinned = OneCpu { saved };
+            all_pinned.then_some(pinned)
+        }
     }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        // SAFETY: as in `pin`; 0 is this thread.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.saved);
+        }
+    }
+}
+
+/// The thread ids of process `pid`.
+fn tasks(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -130,6 +130,11 @@ pub fn run(main: impl Future<Output = ()> + 'static) -> ! {
     spawn(main);
     EXECUTOR.with(|executor| {
         loop {
+            if fault() == Fault::ScansAll {
+                // FAULT(ScansAll): the woken tasks are found by looking at
+                // every task: a wake-up costs a walk over all connections.
+                while executor.poll_flagged() {}
+            }
             while let Some(id) = executor.next_woken() {
                 executor.poll(id);
             }
@@ -187,6 +192,30 @@ impl Executor {
         } else {
             self.slots.borrow_mut()[index].state = State::Parked(task);
         }
+    }
+
+    /// FAULT(ScansAll): the run queue is ignored; every slot's `queued` flag
+    /// is looked at, in slot order, and the flagged tasks are polled. A scan
+    /// that polled something is followed by another (a task may have woken
+    /// one already passed), so a wake-up costs two walks over every task
+    /// there is or was (the slab never shrinks). Whether it polled any.
+    fn poll_flagged(&self) -> bool {
+        self.queue.borrow_mut().clear();
+        let count = self.slots.borrow().len();
+        let mut polled = false;
+        for index in 0..count {
+            let flagged = {
+                let slots = self.slots.borrow();
+                let slot = &slots[index];
+                (slot.queued && matches!(slot.state, State::Parked(_)))
+                    .then(|| task_id(index as u32, slot.generation))
+            };
+            if let Some(id) = flagged {
+                self.poll(id);
+                polled = true;
+            }
+        }
+        polled
     }
 
     /// FAULT(PollsAll) only.

@@ -1,0 +1,3 @@
+fn main() {
+    broken_async_echo::run(broken_async_echo::Fault::ScansAll)
+}
