@@ -164,18 +164,36 @@ pub(crate) const IDLE_CLOSE: Check = Check {
 };
 
 fn idle_close(ctx: &Ctx) -> Outcome {
-    let idle = ms(IDLE_MS);
     let mut server = start_timed(ctx, IDLE_MS, NEVER_MS)?;
+    paced(
+        &mut server,
+        "a line 150 ms after connecting",
+        "after closing idle connections",
+        |server| idle_close_attempt(ctx, server),
+    )
+}
+
+/// One try of `idle_close` (see [`paced`] for what it returns): c2's line
+/// must go out well before c2's own deadline, or a correct server closes it
+/// first.
+fn idle_close_attempt(ctx: &Ctx, server: &Server) -> Result<Option<String>, Verdict> {
+    let idle = ms(IDLE_MS);
     // A silent client is timed from its accept, which comes after the
     // connect started and (unless the server is slow) right after it ended.
     let connecting = Instant::now();
-    let mut c1 = ctx.connect(&server)?;
+    let mut c1 = ctx.connect(server)?;
     let t1 = LastByte {
         after: connecting,
         before: Instant::now(),
     };
-    let mut c2 = ctx.connect(&server)?;
+    let c2_connecting = Instant::now();
+    let mut c2 = ctx.connect(server)?;
     std::thread::sleep((t1.before + ms(150)).saturating_duration_since(Instant::now()));
+    if let Some(why) = fell_behind(c2_connecting, "c2's line") {
+        c1.discard();
+        c2.discard();
+        return Ok(Some(why));
+    }
     let line = b"a line, then silence\n";
     let sending = Instant::now();
     echo(&mut c2, line)?;
@@ -214,7 +232,7 @@ fn idle_close(ctx: &Ctx) -> Outcome {
                 .as_millis())
         ));
     }
-    server.alive("after closing idle connections")
+    Ok(None)
 }
 
 pub(crate) const ACTIVE_KEPT: Check = Check {
