@@ -86,7 +86,7 @@ fn own_runtime(ctx: &Ctx) -> Outcome {
         return Ok(());
     }
     Err(Failure::new(format!(
-        "the program contains code of {} (their source paths, in cargo's registry, git checkouts or vendor/, are in the binary)",
+        "the program contains code of {}: their source paths (in cargo's registry, a git checkout or vendor/) are in the binary",
         found.join(", ")
     ))
     .expected("no async runtime, executor or event-loop crate: the executor, the reactor and the async sockets are the lab")
