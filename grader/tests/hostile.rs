@@ -260,6 +260,19 @@ fn a_program_that_ignores_sigterm_sigint_and_sighup_is_still_stopped() {
 }
 
 #[test]
+fn the_program_gets_no_fd_the_grader_inherited() {
+    // An fd the grader inherits, as from a shell that opened one: std opens
+    // files close-on-exec, so clear the flag for the grader to get it.
+    let file = std::fs::File::open(hostile("README.md")).unwrap();
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+    let keep = nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(keep)).unwrap();
+    let grade = grade_only("counts_fds.py", &[], &["basic_echo"]);
+    drop(file);
+    full_marks(&grade);
+}
+
+#[test]
 fn a_program_cannot_change_the_graders_files() {
     let folder = std::env::temp_dir().join(format!("iomux-hostile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&folder);

@@ -154,6 +154,18 @@ impl Program {
                 if let Some(fd) = cgroup {
                     let _ = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
                 }
+                // Only stdin, stdout and stderr reach the program: any other
+                // fd the grader inherited (a shell's, a CI runner's) is
+                // closed at exec, so the program's fds, and the fd numbers
+                // its messages show, are the same wherever it is graded.
+                // (Marked close-on-exec rather than closed: std reports a
+                // failed exec through a pipe of its own.)
+                let _ = nix::libc::syscall(
+                    nix::libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    nix::libc::CLOSE_RANGE_CLOEXEC,
+                );
                 let limit = |resource, soft, hard| {
                     setrlimit(resource, soft, hard).map_err(std::io::Error::from)
                 };
