@@ -1,7 +1,7 @@
 //! Checks of async_echo beyond the echo suite and the idle-timeout checks it
 //! shares with `timeouts`: the runtime is the student's own (no runtime crate
-//! in the binary), a wake-up costs the same with 5,000 idle tasks as with
-//! none, and a closed connection's timer never fires on the next connection
+//! in the binary), a wake-up costs the same with 10,000 idle tasks as
+//! with none, and a closed connection's timer never fires on the next connection
 //! that gets its fd.
 
 use crate::check::{Check, Ctx, Failure, Outcome, Suite, broken, secs};
