@@ -1,9 +1,10 @@
 //! `Async<T>`: a non-blocking socket registered with the reactor. Each
-//! operation tries the system call; on WouldBlock it leaves the task's waker
-//! with the reactor (`wait_readable`/`wait_writable`) and returns
-//! `Poll::Pending`; when woken it tries again (`std::future::poll_fn` makes
-//! such a future from a closure). Dropping it deregisters it. Step 2 of the
-//! build order.
+//! operation loops: `reactor::poll_ready` (`Pending` stores the waker: return
+//! it); try the system call; on `WouldBlock`, `reactor::clear_ready` and loop
+//! again; on `Interrupted`, try again; anything else is the result
+//! (`std::future::poll_fn` makes such a future from a closure). `read` also
+//! clears after a short read (0 < n < buf.len(), not on EOF). Dropping it
+//! deregisters it. Step 2 of the build order.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -42,7 +43,7 @@ impl Async<TcpListener> {
 
 impl Async<TcpStream> {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        todo!("Async::read")
+        todo!("Async::read: clear the read readiness after a short read")
     }
 
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {

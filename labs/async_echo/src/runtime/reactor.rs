@@ -2,8 +2,9 @@
 //!
 //! - a `nix::sys::epoll::Epoll`, created once;
 //! - a `Slab` (crate::given) of sources indexed by a token (the epoll
-//!   event's data): for each registered fd, the `Waker` waiting to read and
-//!   the one waiting to write;
+//!   event's data): for each registered fd and each direction, a
+//!   "may be ready" flag (true at registration, set by every edge, cleared
+//!   by `clear_ready`) and the `Waker` waiting for the next edge;
 //! - a `BinaryHeap` of (deadline, timer id), and the waker of each live timer
 //!   in a map by id (a cancelled timer is removed from the map and skipped
 //!   in the heap);
@@ -15,16 +16,23 @@
 //! and the other fd functions can wait for step 2.
 
 use std::os::fd::AsFd;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+/// Which way a socket must be ready for a call to go on.
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Read,
+    Write,
+}
 
 /// A timer's name: from a counter, never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub u64);
 
 /// Registers a non-blocking fd (for both directions; edge-triggered is
-/// fine, since every operation tries its system call first); returns its
-/// token.
+/// fine, since the flags remember each edge until a call proves the socket
+/// drained); returns its token.
 pub fn register(fd: impl AsFd) -> std::io::Result<usize> {
     todo!("reactor::register (step 2): epoll.add the fd with a token of its own")
 }
@@ -34,14 +42,18 @@ pub fn deregister(token: usize, fd: impl AsFd) {
     todo!("reactor::deregister (step 2)")
 }
 
-/// Wakes `waker` once the fd of `token` may be readable.
-pub fn wait_readable(token: usize, waker: &Waker) {
-    todo!("reactor::wait_readable (step 2)")
+/// `Ready` if the fd of `token` may be ready in `direction` (its flag is
+/// set; for reading, also once the peer's FIN, a hang-up or an error was
+/// seen, which a short read must not clear); otherwise stores a clone of
+/// `cx.waker()` in that direction's slot and returns `Pending`.
+pub fn poll_ready(token: usize, direction: Direction, cx: &mut Context<'_>) -> Poll<()> {
+    todo!("reactor::poll_ready (step 2)")
 }
 
-/// Wakes `waker` once the fd of `token` may be writable.
-pub fn wait_writable(token: usize, waker: &Waker) {
-    todo!("reactor::wait_writable (step 2)")
+/// Clears the flag of `token` in `direction`: the last call proved the
+/// socket drained (`WouldBlock`, or a short read).
+pub fn clear_ready(token: usize, direction: Direction) {
+    todo!("reactor::clear_ready (step 2)")
 }
 
 /// Wakes `waker` at `deadline`, unless cancelled first.
@@ -56,8 +68,10 @@ pub fn cancel_timer(id: TimerId) {
 
 /// Sleeps in epoll_wait until an fd is ready or the earliest live timer is
 /// due (that deadline is the timeout, rounded up to a millisecond:
-/// `left.as_nanos().div_ceil(1_000_000)`), and returns the wakers of
-/// everything that fired. Never a fixed short timeout.
+/// `left.as_nanos().div_ceil(1_000_000)`), sets the flag of each event's
+/// directions (IN, RDHUP, HUP, ERR: read; OUT, HUP, ERR: write), and
+/// returns the wakers of everything that fired. Never a fixed short
+/// timeout.
 pub fn turn() -> Vec<Waker> {
     todo!("reactor::turn (step 1): epoll_wait with the earliest timer as its timeout")
 }

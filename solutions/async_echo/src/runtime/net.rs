@@ -1,29 +1,23 @@
 //! `Async<T>`: a non-blocking socket registered with the reactor, whose
 //! operations are futures.
 //!
-//! Each operation is the same three steps: try the system call; if it would
-//! block, leave this task's waker with the reactor for that direction and
-//! return `Pending`; when woken, try again. The attempt comes first, every
-//! time: readiness from the reactor is a hint that trying is worthwhile,
-//! never a promise, and bytes that arrived while nobody was waiting produce
-//! no new edge, so only an attempt finds them.
+//! Each operation is the same loop: while the reactor says the socket may
+//! be ready in that direction, try the system call; when the call proves
+//! the socket drained, tell the reactor (`clear_ready`), which makes the
+//! next `poll_ready` leave this task's waker for the next edge and return
+//! `Pending`. Readiness is a hint that trying is worthwhile, never a
+//! promise: a call made on it may still return `WouldBlock`.
 
-use super::reactor;
+use super::reactor::{self, Direction};
 use std::future::poll_fn;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 pub struct Async<T: AsFd> {
     io: T,
     token: usize,
-}
-
-/// Which way a socket must become ready for the call to go on.
-enum Direction {
-    Read,
-    Write,
 }
 
 impl<T: AsFd> Async<T> {
@@ -37,8 +31,9 @@ impl<T: AsFd> Async<T> {
         &self.io
     }
 
-    /// One attempt of `op`; on `WouldBlock`, asks for a wake-up and returns
-    /// `Pending`.
+    /// Tries `op` while the socket may be ready in `direction`; once it
+    /// would block, waits for the next edge (`poll_ready` stores the waker
+    /// and returns `Pending`).
     fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
@@ -46,14 +41,12 @@ impl<T: AsFd> Async<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
+            ready!(reactor::poll_ready(self.token, direction, cx));
             match op(&self.io) {
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                // Drained: forget the readiness, and loop to wait for an edge.
                 Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                    match direction {
-                        Direction::Read => reactor::wait_readable(self.token, cx.waker()),
-                        Direction::Write => reactor::wait_writable(self.token, cx.waker()),
-                    }
-                    return Poll::Pending;
+                    reactor::clear_ready(self.token, direction)
                 }
                 result => return Poll::Ready(result),
             }
@@ -79,7 +72,19 @@ impl Async<TcpListener> {
 
 impl Async<TcpStream> {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_io(cx, Direction::Read, |mut s| s.read(buf))).await
+        let len = buf.len();
+        let n = poll_fn(|cx| self.poll_io(cx, Direction::Read, |mut s| s.read(buf))).await?;
+        // A short read emptied the receive queue: a stream socket returns
+        // fewer bytes than asked only when no more were there. Any byte
+        // that arrives after it raises a new edge, so the next read can
+        // wait for that edge instead of trying first and getting
+        // `WouldBlock`: one system call saved per round trip. Not after 0
+        // (EOF), which stays readable; and a FIN that came with these bytes
+        // is kept by the reactor (`read_closed`).
+        if 0 < n && n < len {
+            reactor::clear_ready(self.token, Direction::Read);
+        }
+        Ok(n)
     }
 
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {

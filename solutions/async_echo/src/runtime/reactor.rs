@@ -1,13 +1,14 @@
-//! The reactor: one epoll instance, the wakers waiting on each registered
-//! fd, and a heap of timers.
+//! The reactor: one epoll instance, the readiness and wakers of each
+//! registered fd, and a heap of timers.
 //!
 //! Each socket is registered once, when it is wrapped in `Async`, for both
 //! directions and edge-triggered (`EPOLLET`): the reactor never changes a
-//! registration, and an edge is a reason to try the system call again, not a
-//! promise that it will succeed. A task that wants to read first tries; only
-//! on `WouldBlock` does it leave its waker here. Because it always tries
-//! before waiting, no edge can be missed: bytes that arrived before the
-//! waker was left are read by the attempt itself.
+//! registration. An edge says "something changed", once; the reactor
+//! remembers it in a flag per direction, so that an edge that came while no
+//! task was waiting (the task was busy writing, say) is kept, not lost. A
+//! task tries its system call while the flag is set, clears it when the
+//! call proves the socket drained (`WouldBlock`, or a short read), and only
+//! then waits for the next edge (see net.rs).
 
 use crate::given::Slab;
 use nix::errno::Errno;
@@ -16,14 +17,44 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::AsFd;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-/// What a registered fd is waiting for.
-#[derive(Default)]
+/// Which way a socket must be ready for a call to go on.
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+/// What the reactor knows of one registered fd, per direction: whether it
+/// may be ready, and the task waiting for it to be.
 struct Source {
+    /// Set by every edge in that direction, cleared by `clear_ready`.
+    /// True at registration: a fresh socket may already have bytes or room,
+    /// and no edge may ever come for them, so the first call tries.
+    readable: bool,
+    writable: bool,
+    /// The peer's FIN (`EPOLLRDHUP`), a hang-up or an error was seen: never
+    /// cleared. A FIN that came with the last bytes raises no edge after
+    /// the short read that takes those bytes, so a short read must not make
+    /// the task wait for one; and a read after it returns 0 or the error,
+    /// never `WouldBlock`, so trying costs nothing.
+    read_closed: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
+}
+
+impl Source {
+    fn new() -> Source {
+        Source {
+            readable: true,
+            writable: true,
+            read_closed: false,
+            reader: None,
+            writer: None,
+        }
+    }
 }
 
 /// A timer's name: from a counter, never reused, so that a cancelled or
@@ -64,20 +95,37 @@ pub fn deregister(token: usize, fd: impl AsFd) {
     with(|reactor| reactor.deregister(token, fd))
 }
 
-/// Wakes `waker` once the fd of `token` may be readable.
-pub fn wait_readable(token: usize, waker: &Waker) {
+/// `Ready` if the fd of `token` may be ready in `direction` (an edge came
+/// since the last `clear_ready`); otherwise stores the task's waker, for
+/// the next edge to wake, and returns `Pending`.
+pub fn poll_ready(token: usize, direction: Direction, cx: &mut Context<'_>) -> Poll<()> {
     with(|reactor| {
-        if let Some(source) = reactor.sources.get_mut(token) {
-            source.reader = Some(waker.clone());
+        let Some(source) = reactor.sources.get_mut(token) else {
+            return Poll::Ready(()); // never happens: a token lives as long as its Async
+        };
+        let (ready, waiter) = match direction {
+            Direction::Read => (source.readable || source.read_closed, &mut source.reader),
+            Direction::Write => (source.writable, &mut source.writer),
+        };
+        if ready {
+            return Poll::Ready(());
         }
+        *waiter = Some(cx.waker().clone());
+        Poll::Pending
     })
 }
 
-/// Wakes `waker` once the fd of `token` may be writable.
-pub fn wait_writable(token: usize, waker: &Waker) {
+/// Forgets the readiness of `token` in `direction`: the last call proved
+/// the socket drained. Safe without a race: `turn()` never runs while a
+/// task is being polled, and an edge that came meanwhile waits in epoll's
+/// ready list for the next `epoll_wait`, which sets the flag again.
+pub fn clear_ready(token: usize, direction: Direction) {
     with(|reactor| {
         if let Some(source) = reactor.sources.get_mut(token) {
-            source.writer = Some(waker.clone());
+            match direction {
+                Direction::Read => source.readable = false,
+                Direction::Write => source.writable = false,
+            }
         }
     })
 }
@@ -93,8 +141,9 @@ pub fn cancel_timer(id: TimerId) {
 }
 
 /// Sleeps in `epoll_wait` until an fd is ready or the earliest live timer is
-/// due, and returns the wakers of everything that fired. The caller wakes
-/// them once the reactor is no longer borrowed (waking runs executor code).
+/// due, sets the readiness flags of the fds that had an edge, and returns
+/// the wakers of everything that fired. The caller wakes them once the
+/// reactor is no longer borrowed (waking runs executor code).
 pub fn turn() -> Vec<Waker> {
     with(Reactor::turn)
 }
@@ -114,7 +163,7 @@ impl Reactor {
     }
 
     fn register(&mut self, fd: impl AsFd) -> std::io::Result<usize> {
-        let token = self.sources.insert(Source::default());
+        let token = self.sources.insert(Source::new());
         let interest = EpollFlags::EPOLLIN
             | EpollFlags::EPOLLOUT
             | EpollFlags::EPOLLRDHUP
@@ -127,8 +176,8 @@ impl Reactor {
     }
 
     /// The fd is about to be closed, which removes it from the epoll set.
-    /// Its wakers are dropped: a token reused by the next socket starts
-    /// with none.
+    /// Its wakers and flags are dropped: a token reused by the next socket
+    /// starts afresh.
     fn deregister(&mut self, token: usize, fd: impl AsFd) {
         let _ = self.epoll.delete(fd);
         self.sources.remove(token);
@@ -178,11 +227,15 @@ impl Reactor {
                 continue;
             };
             let flags = event.events();
+            let closed = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
             let failed = EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
-            if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | failed) {
+            if flags.intersects(EpollFlags::EPOLLIN | closed) {
+                source.readable = true;
+                source.read_closed |= flags.intersects(closed);
                 woken.extend(source.reader.take());
             }
             if flags.intersects(EpollFlags::EPOLLOUT | failed) {
+                source.writable = true;
                 woken.extend(source.writer.take());
             }
         }
