@@ -306,11 +306,22 @@ pub fn tcp_socket_states(pid: i32) -> HashMap<u64, u8> {
 /// of each `/proc/PID/task/TID/schedstat`): finer than utime+stime, which
 /// move in 10 ms ticks.
 pub fn cpu_ns(pid: i32) -> Option<u64> {
+    schedstat_sum(pid, 0)
+}
+
+/// How long all the process's threads have waited for a CPU, runnable but
+/// not running, in nanoseconds (the second field of each schedstat).
+pub fn run_delay_ns(pid: i32) -> Option<u64> {
+    schedstat_sum(pid, 1)
+}
+
+/// Field `field` of every thread's `/proc/PID/task/TID/schedstat`, added up.
+fn schedstat_sum(pid: i32, field: usize) -> Option<u64> {
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut total = 0;
     for task in tasks.flatten() {
         let text = fs::read_to_string(task.path().join("schedstat")).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        total += text.split_whitespace().nth(field)?.parse::<u64>().ok()?;
     }
     Some(total)
 }

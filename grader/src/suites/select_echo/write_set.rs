@@ -25,9 +25,9 @@
 
 use crate::check::{Check, Ctx, Failure, Outcome, broken, secs, within};
 use crate::harness::client::{Client, End, Received};
+use crate::harness::proc;
 use crate::harness::text::bytes;
 use crate::suites::echo::{bulk_outcome, lines};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Bytes sent in all. A timeout-retry server moves a send buffer or two
@@ -227,21 +227,13 @@ fn slow_reader(c: &mut Client, pid: i32, data: &[u8], deadline: Instant) -> Stre
 }
 
 /// How long the server's threads and this client thread have waited for a
-/// CPU so far, runnable but not running: the second field of each thread's
-/// `schedstat` (zero where the kernel does not keep it).
+/// CPU so far, runnable but not running (zero where the kernel does not
+/// keep it).
 fn run_delay(pid: i32) -> Duration {
-    let server = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|task| task.path().join("schedstat"));
-    let client = PathBuf::from("/proc/thread-self/schedstat");
-    let nanos = server
-        .chain([client])
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .filter_map(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    let client = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok());
+    Duration::from_nanos(proc::run_delay_ns(pid).unwrap_or(0) + client.unwrap_or(0))
 }
 
 /// Every byte came, but each time only at the server's timeout.
