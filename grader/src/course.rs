@@ -186,7 +186,7 @@ pub static LABS: &[Lab] = &[
                 why: "the contract makes --idle-timeout-ms 0 a usage error (a server that closes every connection at once is never what was meant): refuse it before listening",
             }],
             stall: Some(
-                "most often a lost wake-up: a task that got data must try reading again before it waits (with an edge-triggered registration no new event comes for bytes already there), and a read that returns WouldBlock must store its waker before it returns Pending",
+                "most often a lost wake-up: an edge that came while no task waited must not be forgotten (the reactor keeps a readiness flag that only WouldBlock or a short read clears, or the task tries reading again before it waits: with an edge-triggered registration no new event comes for bytes already there), and a read that returns Pending must leave its waker first",
             ),
         }),
         trigger: None,
