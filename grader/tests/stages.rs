@@ -38,13 +38,11 @@ fn steps() -> Vec<Vec<String>> {
     let section = &section[..section[1..]
         .find("\n## ")
         .map_or(section.len(), |end| end + 1)];
-    section
-        .lines()
-        .filter(|line| line.contains(&format!("make grade LAB={LAB} ")))
-        .filter_map(|line| {
-            let checks = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("CHECK="))?;
+    common::grade_commands(section)
+        .into_iter()
+        .filter(|(_, words)| words.contains(&("LAB", LAB)))
+        .filter_map(|(_, words)| {
+            let (_, checks) = words.iter().find(|(key, _)| *key == "CHECK")?;
             Some(checks.split(',').map(str::to_string).collect())
         })
         .collect()
