@@ -1,10 +1,12 @@
 //! The harness: everything the checks use that knows no lab. Running a
 //! program under test ([`process`]), reading its state from /proc
-//! ([`proc`]), talking to it as a client ([`client`]), recording what moved
+//! ([`proc`]) and, for one TCP socket, from the kernel's sock_diag
+//! ([`diag`]), talking to it as a client ([`client`]), recording what moved
 //! ([`transcript`]) and writing it as text ([`text`]). The bench uses it too.
 
 pub mod client;
 pub mod contain;
+pub mod diag;
 pub mod proc;
 pub mod process;
 pub mod text;

@@ -25,7 +25,6 @@ use crate::check::{Ctx, Server, Suite, Verdict};
 use crate::harness::process::SpawnOptions;
 use std::time::Duration;
 
-mod diag;
 mod idle;
 mod moved;
 mod scale;

@@ -3,11 +3,11 @@
 //! attempt, not waited for" (a client that floods the server and never reads
 //! is closed all the same, once nothing moves).
 
-use super::diag::{Diag, Queues};
 use super::idle::{IDLE_MS, fell_behind, paced};
 use super::{BYE, CONTRACT_LATE, EARLY, NEVER_MS, SLACK, ms, secs_f, start_timed};
 use crate::check::{Check, Ctx, Failure, Outcome, Server, Verdict, broken, secs, within};
 use crate::harness::client::SMALL_BUFFER;
+use crate::harness::diag::{Diag, Queues};
 use crate::harness::text::{bytes, quote};
 use crate::suites::echo::{lines, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

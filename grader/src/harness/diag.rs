@@ -19,13 +19,13 @@ const MSG_LEN: usize = 72;
 /// A TCP socket's queues, and whether a process still holds it (a socket
 /// closed with bytes still to send lives on as an orphan, inode 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Queues {
+pub struct Queues {
     pub tx: u64,
     pub rx: u64,
     pub held: bool,
 }
 
-pub(super) struct Diag {
+pub struct Diag {
     socket: Socket,
 }
 
