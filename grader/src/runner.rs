@@ -63,6 +63,21 @@ pub fn grade_with(
         .checks()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
         .collect();
+    if let Some(why) = lab.unavailable() {
+        let first = selected.first().map_or("", |check| check.name);
+        let see = format!("skipped: this machine cannot run the lab (see `{first}`)");
+        return LabReport {
+            lab: lab.name.to_string(),
+            bin: shown.display().to_string(),
+            checks: selected
+                .iter()
+                .enumerate()
+                .map(|(i, check)| {
+                    skipped(lab, check, if i == 0 { &why } else { &see }, &mut on_check)
+                })
+                .collect(),
+        };
+    }
     let budget = Budget::new(budget_of(lab));
     let never_started = lab.start().and_then(|probe| probe_start(lab, probe, bin));
     let mut checks: Vec<CheckReport> = Vec::new();
@@ -202,6 +217,20 @@ fn not_started(lab: &'static Lab, check: &'static Check, probe: &Run) -> CheckRe
         ),
     );
     result.seconds = probe.seconds;
+    result
+}
+
+/// A check this machine cannot run (the lab's [`Lab::unavailable`]): SKIP,
+/// 0 points, and the reason with its fix; the program is never started.
+fn skipped(
+    lab: &'static Lab,
+    check: &'static Check,
+    why: &str,
+    on_check: &mut impl FnMut(&CheckReport),
+) -> CheckReport {
+    let mut result = not_run(lab, check, why.to_string());
+    result.status = Status::Skip;
+    on_check(&result);
     result
 }
 

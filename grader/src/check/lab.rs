@@ -71,6 +71,9 @@ pub struct EchoLab {
     /// The lab's usual reason for a connection that stops being served
     /// partway, added to the likely cause when that happens.
     pub stall: Option<&'static str>,
+    /// Echo checks this lab's contract lifts (uring_echo's sockets may
+    /// block: io_uring never waits in them): not run, not counted.
+    pub lifted: &'static [&'static str],
 }
 
 /// A command line the contract calls a usage error.
@@ -83,7 +86,20 @@ pub struct BadArgs {
 impl Lab {
     /// Every check of the lab, in the order they run.
     pub fn checks(&self) -> impl Iterator<Item = &'static Check> + '_ {
-        self.suites.iter().flat_map(|suite| suite.checks.iter())
+        let lifted = self.echo.as_ref().map_or(&[][..], |echo| echo.lifted);
+        self.suites
+            .iter()
+            .flat_map(|suite| suite.checks.iter())
+            .filter(move |check| !lifted.contains(&check.name))
+    }
+
+    /// Why this machine cannot run the lab's checks (io_uring blocked, say),
+    /// from the first of its suites' [`Suite::needs`] that says so.
+    pub fn unavailable(&self) -> Option<String> {
+        self.suites
+            .iter()
+            .filter_map(|suite| suite.needs)
+            .find_map(|needs| needs().err())
     }
 
     pub fn check(&self, name: &str) -> Option<&'static Check> {

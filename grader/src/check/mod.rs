@@ -66,6 +66,11 @@ pub struct Suite {
     /// at all (prints its line, connects, stays up): when this fails, no
     /// check is run. The lab's first suite that has one is used.
     pub start: Option<fn(&Ctx) -> Outcome>,
+    /// What the machine must offer for these checks to mean anything (a
+    /// kernel interface a container may block): `Err` says what is missing
+    /// and how to get it, and every check of the lab is then SKIP, never a
+    /// pass or a fail.
+    pub needs: Option<fn() -> Result<(), String>>,
 }
 
 pub type Outcome = Result<(), Verdict>;

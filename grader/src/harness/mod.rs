@@ -1,7 +1,8 @@
 //! The harness: everything the checks use that knows no lab. Running a
 //! program under test ([`process`]), reading its state from /proc
 //! ([`proc`]) and, for one TCP socket, from the kernel's sock_diag
-//! ([`diag`]), talking to it as a client ([`client`]), recording what moved
+//! ([`diag`]) and an io_uring's fdinfo ([`uring`]), refusing it a system
+//! call ([`seccomp`]), talking to it as a client ([`client`]), recording what moved
 //! ([`transcript`]) and writing it as text ([`text`]). The bench uses it too.
 
 pub mod client;
@@ -9,5 +10,7 @@ pub mod contain;
 pub mod diag;
 pub mod proc;
 pub mod process;
+pub mod seccomp;
 pub mod text;
 pub mod transcript;
+pub mod uring;

@@ -38,6 +38,8 @@ pub mod nr {
     pub const PPOLL: u64 = 271;
     pub const EPOLL_PWAIT: u64 = 281;
     pub const ACCEPT4: u64 = 288;
+    pub const IO_URING_SETUP: u64 = 425;
+    pub const IO_URING_ENTER: u64 = 426;
     pub const EPOLL_PWAIT2: u64 = 441;
 }
 
@@ -65,6 +67,8 @@ pub fn syscall_name(number: u64) -> String {
         nr::EPOLL_PWAIT => "epoll_pwait",
         nr::ACCEPT4 => "accept4",
         nr::EPOLL_PWAIT2 => "epoll_pwait2",
+        nr::IO_URING_SETUP => "io_uring_setup",
+        nr::IO_URING_ENTER => "io_uring_enter",
         _ => return format!("syscall {number}"),
     };
     format!("{name} ({number})")
@@ -89,8 +93,43 @@ pub fn syscall(pid: i32) -> Option<SyscallState> {
 }
 
 /// Number of threads.
+///
+/// The kernel's io_uring workers (`iou-wrk-PID`) are not counted: they are
+/// the kernel's threads, started for the program's ring, and linger for
+/// seconds. Anything else the process runs, an SQPOLL thread
+/// (`iou-sqp-PID`) included, is.
 pub fn threads(pid: i32) -> Option<usize> {
-    Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count())
+    Some(
+        thread_names(pid)?
+            .iter()
+            .filter(|name| !name.starts_with("iou-wrk-"))
+            .count(),
+    )
+}
+
+/// The name (`comm`) of each of the process's threads.
+pub fn thread_names(pid: i32) -> Option<Vec<String>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .filter_map(|task| {
+                let comm = fs::read_to_string(task.ok()?.path().join("comm")).ok()?;
+                Some(comm.trim_end().to_string())
+            })
+            .collect(),
+    )
+}
+
+/// The read and write system calls the process made so far (`syscr`,
+/// `syscw` in /proc/PID/io: read, readv, write, writev and friends on any
+/// fd; send, recv and io_uring's own operations are not counted).
+pub fn io_syscalls(pid: i32) -> Option<(u64, u64)> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        io.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    Some((field("syscr:")?, field("syscw:")?))
 }
 
 /// Number of open file descriptors.

@@ -45,6 +45,9 @@ pub struct SpawnOptions {
     /// root it is always 256.) The bench's thread-per-client baseline needs
     /// more.
     pub processes: Option<u64>,
+    /// A system call the program is refused, and the errno it gets: a
+    /// seccomp filter installed just before exec ([`super::seccomp`]).
+    pub refuse: Option<super::seccomp::Refusal>,
 }
 
 /// A line the program printed on stdout, with when it arrived.
@@ -142,6 +145,7 @@ impl Program {
         // write, setrlimit, set*id and prctl are plain system calls.
         let run_as = user.clone();
         let processes = options.processes.unwrap_or(PROCESSES);
+        let refuse = options.refuse;
         let cgroup = registry
             .cgroup
             .get_or_init(|| contain::Cgroup::create(&registry.tag))
@@ -185,6 +189,11 @@ impl Program {
                 // If the grader dies, the program dies with it. (After the
                 // change of user, which clears it.)
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // Last: the filter would refuse nothing the steps above
+                // need, but it is the program's, not the grader's.
+                if let Some(refusal) = refuse {
+                    super::seccomp::install(refusal)?;
+                }
                 Ok(())
             });
         }

@@ -9,3 +9,4 @@ pub mod nonblocking_read;
 pub mod select_echo;
 pub mod select_telnet;
 pub mod timeouts;
+pub mod uring_echo;

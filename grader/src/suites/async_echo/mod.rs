@@ -25,6 +25,7 @@ pub static SUITE: Suite = Suite {
     ],
     hints: include_str!("hints.txt"),
     start: None,
+    needs: None,
 };
 
 /// Crates that would do the lab's work, refused whole: runtimes, executors

@@ -3,8 +3,9 @@
 
 use super::{echo, start};
 use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
-use crate::harness::process::SpawnOptions;
+use crate::harness::process::{Program, SpawnOptions};
 use crate::harness::text::quote;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 pub(super) const USAGE: Check = Check {
@@ -71,18 +72,7 @@ fn refused(ctx: &Ctx, args: &[&str], why: Option<&str>) -> Outcome {
         ..SpawnOptions::default()
     })?;
     // It should end at once; one that listens has already failed.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (status, listened) = loop {
-        let status = program.exit_status();
-        let listened = program
-            .drain_lines()
-            .iter()
-            .any(|line| line.text.starts_with("listening on"));
-        if status.is_some() || listened || Instant::now() >= deadline {
-            break (status, listened);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, listened) = exit_or_listening(&mut program, Duration::from_secs(5));
     let code = status.and_then(|s| s.code());
     if code == Some(2) {
         program.expect_exit();
@@ -122,4 +112,24 @@ fn refused(ctx: &Ctx, args: &[&str], why: Option<&str>) -> Outcome {
             quote(format!("usage: {} [--port PORT]", ctx.lab.name).as_bytes())
         ))
     })
+}
+
+/// Waits until the program exits or prints `listening on`, for at most
+/// `within`: how it ended (if it did), and whether it listened.
+pub(crate) fn exit_or_listening(
+    program: &mut Program,
+    within: Duration,
+) -> (Option<ExitStatus>, bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = program.exit_status();
+        let listened = program
+            .drain_lines()
+            .iter()
+            .any(|line| line.text.starts_with("listening on"));
+        if status.is_some() || listened || Instant::now() >= deadline {
+            return (status, listened);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

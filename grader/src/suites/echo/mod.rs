@@ -17,7 +17,7 @@ use crate::harness::process::SpawnOptions;
 use crate::harness::text::{bytes, first_difference, quote, thousands};
 use std::time::{Duration, Instant};
 
-mod command_line;
+pub(crate) mod command_line;
 mod connections;
 mod load;
 mod process;
@@ -25,7 +25,7 @@ mod protocol;
 
 /// Starts the server the way every echo check does, with the lab's extra
 /// arguments.
-fn start(ctx: &Ctx) -> Result<Server, Verdict> {
+pub(crate) fn start(ctx: &Ctx) -> Result<Server, Verdict> {
     start_with(ctx, SpawnOptions::default())
 }
 
@@ -62,6 +62,7 @@ pub static SUITE: Suite = Suite {
     ],
     hints: include_str!("hints.txt"),
     start: Some(started),
+    needs: None,
 };
 
 /// The start every check relies on: the server prints its line and keeps
@@ -204,7 +205,7 @@ pub(crate) fn lines(size: usize, seed: usize) -> Vec<u8> {
 }
 
 /// Connects `n` clients, failing with how many got through.
-fn connect_many(ctx: &Ctx, server: &Server, n: usize) -> Result<Vec<Client>, Verdict> {
+pub(crate) fn connect_many(ctx: &Ctx, server: &Server, n: usize) -> Result<Vec<Client>, Verdict> {
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         match ctx.connect(server) {

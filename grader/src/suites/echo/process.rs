@@ -82,6 +82,7 @@ fn api(ctx: &Ctx) -> Outcome {
     let mut blocked = Vec::new();
     let mut running = 0;
     let mut max_threads = 0;
+    let mut sqpoll = false;
     for _ in 0..25 {
         match proc::syscall(pid) {
             Some(SyscallState::Blocked(number)) => blocked.push(number),
@@ -89,6 +90,10 @@ fn api(ctx: &Ctx) -> Outcome {
             None => {}
         }
         max_threads = max_threads.max(proc::threads(pid).unwrap_or(0));
+        sqpoll |= proc::thread_names(pid)
+            .unwrap_or_default()
+            .iter()
+            .any(|name| name.starts_with("iou-sqp-"));
         std::thread::sleep(Duration::from_millis(20));
     }
     let children = proc::children(pid);
@@ -117,6 +122,7 @@ fn api(ctx: &Ctx) -> Outcome {
         Failure::new(format!("with 5 clients connected, the server has {max_threads} threads"))
             .expected("one thread serving every client")
             .cause(match max_threads {
+                2 if sqpoll => "the second thread is io_uring's submission-polling kernel thread (iou-sqp): an IORING_SETUP_SQPOLL ring busy-polls its queue; submit with io_uring_enter instead".to_string(),
                 2 => format!(
                     "one thread more than the main one: a helper thread (one that waits for events or timers and hands them to the main thread, say). The main thread must do the waiting itself: {}",
                     ctx.lab.idle.how

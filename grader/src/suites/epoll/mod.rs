@@ -17,6 +17,7 @@ pub static SUITE: Suite = Suite {
     checks: &[REGISTRATION, BURST, ACCEPT_STORM, BIG_REPLIES],
     hints: include_str!("hints.txt"),
     start: None,
+    needs: None,
 };
 
 fn edge_triggered(ctx: &Ctx) -> bool {

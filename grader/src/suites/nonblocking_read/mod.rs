@@ -36,6 +36,7 @@ pub static SUITE: Suite = Suite {
     ],
     hints: include_str!("hints.txt"),
     start: Some(started),
+    needs: None,
 };
 
 /// The start every check relies on: on an empty stdin the program does

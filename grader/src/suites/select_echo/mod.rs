@@ -14,6 +14,7 @@ pub static SUITE: Suite = Suite {
     checks: &[REBUILT_SETS, write_set::WRITE_SET, fd_setsize::FD_SETSIZE],
     hints: include_str!("hints.txt"),
     start: None,
+    needs: None,
 };
 
 pub const REBUILT_SETS: Check = Check {

@@ -35,6 +35,7 @@ pub static SUITE: Suite = Suite {
     ],
     hints: include_str!("hints.txt"),
     start: Some(started),
+    needs: None,
 };
 
 /// The start every check relies on: the client connects and keeps running

@@ -72,6 +72,7 @@ pub static SUITE: Suite = Suite {
     ],
     hints: include_str!("hints.txt"),
     start: None,
+    needs: None,
 };
 
 /// Whether the lab prints ticks (timeouts does; async_echo has only the idle
