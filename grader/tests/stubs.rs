@@ -6,8 +6,8 @@
 //! the solutions' epoll helper and unit tests. A protocol fix in echo_core
 //! must reach the students: this test fails until the stub has it, and
 //! `UPDATE_STUBS=1 cargo test -p grader --test stubs` writes it. The same
-//! goes for the async_echo stub's `given.rs`, echo_core's line framing and
-//! slab.
+//! goes for the async_echo and uring_echo stubs' `given.rs`, echo_core's
+//! line framing and slab.
 
 mod common;
 
@@ -80,8 +80,8 @@ const ASYNC_PIECES: &[(&str, &str)] = &[
     ),
 ];
 
-fn expected_async_given() -> String {
-    let stub = read(ASYNC_GIVEN);
+fn expected_given(given: &str) -> String {
+    let stub = read(given);
     let intro_end = stub
         .find("#![allow(dead_code)]\n")
         .expect("given.rs's introduction ends with #![allow(dead_code)]")
@@ -105,7 +105,15 @@ fn expected_async_given() -> String {
 
 #[test]
 fn the_async_echo_stub_has_echo_core_s_line_framing() {
-    same_or_update(ASYNC_GIVEN, expected_async_given());
+    same_or_update(ASYNC_GIVEN, expected_given(ASYNC_GIVEN));
+}
+
+/// The uring_echo stub's `given.rs`: the same pieces of echo_core as
+/// async_echo's, under its own introduction.
+#[test]
+fn the_uring_echo_stub_has_echo_core_s_line_framing() {
+    let given = "labs/uring_echo/src/given.rs";
+    same_or_update(given, expected_given(given));
 }
 
 /// Fails unless `stub` is `expected`; with `UPDATE_STUBS`, writes it.
