@@ -32,6 +32,7 @@ mod server;
 use io_uring::{IoUring, opcode};
 use labkit::{EchoArgs, OrFail};
 use nix::errno::Errno;
+use std::io;
 
 /// Submission ring entries: room for a round's submissions (see
 /// `Server::reap`).
@@ -63,8 +64,20 @@ fn setup_ring() -> IoUring {
     //    If it fails (EPERM: blocked by a container's seccomp profile or
     //    the sysctl kernel.io_uring_disabled; ENOSYS: no io_uring in this
     //    kernel), `labkit::fail` with one line that says what failed and
-    //    why: exit 1, no panic, and no `listening on` line.
+    //    why (`why_unavailable` below): exit 1, no panic, and no
+    //    `listening on` line.
     todo!("TODO 1: set up the ring in setup_ring, src/main.rs")
+}
+
+/// What a failed `io_uring_setup` most likely means, for the error line.
+fn why_unavailable(err: &io::Error) -> &'static str {
+    match err.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EPERM) => {
+            ": blocked here (a container's seccomp profile, or the sysctl kernel.io_uring_disabled)"
+        }
+        Some(Errno::ENOSYS) => ": this kernel has no io_uring (Linux 5.1 or later, built with it)",
+        _ => "",
+    }
 }
 
 /// Ends the program, with one line, on a kernel whose io_uring lacks an

@@ -21,6 +21,7 @@ mod server;
 use io_uring::{IoUring, opcode};
 use labkit::{EchoArgs, OrFail};
 use nix::errno::Errno;
+use std::io;
 
 /// Submission ring entries: room for a round's submissions (see
 /// `Server::reap`).
@@ -53,15 +54,20 @@ fn setup_ring() -> IoUring {
         .setup_cqsize(CQ_ENTRIES)
         .build(SQ_ENTRIES)
         .unwrap_or_else(|err| {
-            let why = match err.raw_os_error().map(Errno::from_raw) {
-                Some(Errno::EPERM) => {
-                    ": io_uring is blocked here (a container's seccomp profile, or the sysctl kernel.io_uring_disabled)"
-                }
-                Some(Errno::ENOSYS) => ": this kernel has no io_uring (Linux 5.1 or later, built with it)",
-                _ => "",
-            };
+            let why = why_unavailable(&err);
             labkit::fail(format_args!("cannot set up io_uring: {err}{why}"))
         })
+}
+
+/// What a failed `io_uring_setup` most likely means, for the error line.
+fn why_unavailable(err: &io::Error) -> &'static str {
+    match err.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EPERM) => {
+            ": blocked here (a container's seccomp profile, or the sysctl kernel.io_uring_disabled)"
+        }
+        Some(Errno::ENOSYS) => ": this kernel has no io_uring (Linux 5.1 or later, built with it)",
+        _ => "",
+    }
 }
 
 /// Ends the program, with one line, on a kernel whose io_uring lacks an

@@ -17,7 +17,8 @@ use nix::libc;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 
-/// How long accepting pauses after an error such as EMFILE.
+/// How long accepting pauses after an error such as EMFILE. A static: the
+/// kernel may read it at any time until the timer's completion.
 static ACCEPT_RETRY: types::Timespec = types::Timespec::new().nsec(100_000_000);
 
 /// The most submissions one completion leads to: a connection's send and
