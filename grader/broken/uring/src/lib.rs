@@ -33,6 +33,7 @@ use broken_common::{
     port_or_exit, program_name, raise_nofile_limit,
 };
 use io_uring::{IoUring, opcode, squeue, types};
+use nix::errno::Errno;
 use nix::libc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::Shutdown;
@@ -108,6 +109,9 @@ pub enum Fault {
     /// The next accept is submitted only when the previous client's connection is closed:
     /// one client at a time.
     AcceptSerial,
+    /// io_uring used as a better epoll: a poll request (`IORING_OP_POLL_ADD`) on a
+    /// non-blocking socket, then a plain `read` or `write` when it completes.
+    PollThenRead,
 }
 
 /// Runs the echo server with the given fault, exiting 2 on a usage error and 1 on a fatal
@@ -214,6 +218,8 @@ struct Conn {
     close_submitted: bool,
     /// FAULT(ThreadRecv): asks this connection's helper thread for one receive.
     helper: Option<mpsc::Sender<usize>>,
+    /// FAULT(PollThenRead): receives and sends are polls, then plain reads and writes.
+    poll_first: bool,
 }
 
 impl Conn {
@@ -240,6 +246,7 @@ impl Conn {
             shut: false,
             close_submitted: false,
             helper: None,
+            poll_first: fault == Fault::PollThenRead,
         }
     }
 
@@ -303,17 +310,21 @@ impl Conn {
 
     fn submit_send(&mut self, slot: usize, q: &mut Queue) {
         let rest = self.kernel_len - self.kernel_done;
-        // MSG_NOSIGNAL: a client gone is an EPIPE completion, not a SIGPIPE.
-        let sqe = opcode::Send::new(
-            types::Fd(self.fd),
-            self.kernel.wrapping_add(self.kernel_done),
-            rest as u32,
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(token(slot, OP_SEND));
+        let sqe = if self.poll_first {
+            // FAULT(PollThenRead): asks to be told when the socket is writable.
+            opcode::PollAdd::new(types::Fd(self.fd), libc::POLLOUT as u32).build()
+        } else {
+            // MSG_NOSIGNAL: a client gone is an EPIPE completion, not a SIGPIPE.
+            opcode::Send::new(
+                types::Fd(self.fd),
+                self.kernel.wrapping_add(self.kernel_done),
+                rest as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+        };
         self.send_busy = true;
-        q.push(sqe);
+        q.push(sqe.user_data(token(slot, OP_SEND)));
     }
 
     fn start_recv(&mut self, slot: usize, q: &mut Queue) {
@@ -326,14 +337,18 @@ impl Conn {
             }
             return;
         }
-        let sqe = opcode::Recv::new(
-            types::Fd(self.fd),
-            self.inbuf.as_mut_ptr(),
-            self.inbuf.len() as u32,
-        )
-        .build()
-        .user_data(token(slot, OP_RECV));
-        q.push(sqe);
+        let sqe = if self.poll_first {
+            // FAULT(PollThenRead): asks to be told when the socket is readable.
+            opcode::PollAdd::new(types::Fd(self.fd), libc::POLLIN as u32).build()
+        } else {
+            opcode::Recv::new(
+                types::Fd(self.fd),
+                self.inbuf.as_mut_ptr(),
+                self.inbuf.len() as u32,
+            )
+            .build()
+        };
+        q.push(sqe.user_data(token(slot, OP_RECV)));
     }
 
     /// Ends the connection once its replies are out: `quit` or a line too long leads to
@@ -386,6 +401,25 @@ impl Conn {
         }
     }
 
+    /// A completion of this connection's receive or send.
+    fn on_done(&mut self, op: u64, mut res: i32, fault: Fault) {
+        if self.poll_first && !self.dying {
+            match self.after_poll(op, res) {
+                Some(done) => res = done,
+                None => {
+                    // Would block: `progress` polls again.
+                    self.recv_busy &= op != OP_RECV;
+                    self.send_busy &= op != OP_SEND;
+                    return;
+                }
+            }
+        }
+        match op {
+            OP_RECV => self.on_recv(res, fault),
+            _ => self.on_send(res, fault),
+        }
+    }
+
     /// A completion of this connection's receive: `res` bytes are in `inbuf`, or 0 for
     /// EOF, or `-errno`.
     fn on_recv(&mut self, res: i32, fault: Fault) {
@@ -429,6 +463,27 @@ impl Conn {
             if self.sending.capacity() > 2 * HIGH_WATER {
                 self.sending = Vec::new();
             }
+        }
+    }
+
+    /// FAULT(PollThenRead): the poll of operation `op` completed with `polled` (the
+    /// events, or `-errno`): now the plain `read` or `write` it was for. Returns that
+    /// call's result as a completion's (bytes or `-errno`), or `None` if it would block.
+    fn after_poll(&mut self, op: u64, polled: i32) -> Option<i32> {
+        if polled < 0 {
+            return Some(polled);
+        }
+        // SAFETY: the connection owns the socket until its close completes.
+        let sock = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let done = if op == OP_RECV {
+            nix::unistd::read(sock, &mut self.inbuf)
+        } else {
+            nix::unistd::write(sock, &self.sending[self.kernel_done..self.kernel_len])
+        };
+        match done {
+            Ok(n) => Some(n as i32),
+            Err(Errno::EAGAIN) => None,
+            Err(e) => Some(-(e as i32)),
         }
     }
 
@@ -612,9 +667,8 @@ impl Server {
             _ => {
                 let slot = (user_data >> 2) as usize;
                 match user_data & 3 {
-                    OP_RECV => self.on_conn(slot, |conn, fault| conn.on_recv(res, fault)),
-                    OP_SEND => self.on_conn(slot, |conn, fault| conn.on_send(res, fault)),
-                    _ => self.release(slot),
+                    OP_CLOSE => self.release(slot),
+                    op => self.on_conn(slot, |conn, fault| conn.on_done(op, res, fault)),
                 }
             }
         }
@@ -637,10 +691,18 @@ impl Server {
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         )
-        .flags(libc::SOCK_CLOEXEC)
+        .flags(self.accept_flags())
         .build()
         .user_data(ACCEPT);
         self.queue.push(sqe);
+    }
+
+    fn accept_flags(&self) -> i32 {
+        if self.fault == Fault::PollThenRead {
+            // FAULT(PollThenRead): non-blocking sockets, as for epoll.
+            return libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        }
+        libc::SOCK_CLOEXEC
     }
 
     fn on_accept(&mut self, res: i32) {
