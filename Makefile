@@ -30,7 +30,7 @@ help:
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
-	@echo "  make bench                      select vs poll vs epoll vs threads vs tokio (docs/bench.md)"
+	@echo "  make bench                      select vs poll vs epoll vs io_uring vs threads vs tokio (docs/bench.md)"
 	@echo "  make bench LAB=<lab> [BIN=path] the same with your program added (default: labs/<lab>)"
 	@echo ""
 	@echo "Labs: $(LABS)"
@@ -91,10 +91,12 @@ else
 endif
 
 # The benchmark of docs/bench.md: the reference servers and two baselines
-# under many idle and active clients; a table, target/bench/bench.{csv,svg}.
+# under many idle and active clients, with each server's system calls per
+# round trip (perf, where it can count) and memory per idle connection; a
+# table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts async_echo
+BENCH_LABS := select_echo poll_echo epoll_lt epoll_et uring_echo timeouts async_echo
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi

@@ -5,10 +5,12 @@
 //! generator ([`load`]) holds I idle connections open and silent while A
 //! active clients ping-pong one line each, and reports round trips per
 //! second and the RTT percentiles; a sweep ([`sweep`]) does that for every
-//! server and every (I, A); [`report`] and [`svg`] turn the points into a
-//! table, a CSV and a plot.
+//! server and every (I, A), counting the server's system calls per round
+//! trip ([`syscalls`]) and its memory per idle connection; [`report`] and
+//! [`svg`] turn the points into a table, a CSV and a plot.
 
 pub mod load;
 pub mod report;
 pub mod svg;
 pub mod sweep;
+pub mod syscalls;

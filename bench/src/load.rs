@@ -287,12 +287,15 @@ impl ActiveSet {
     /// Ping-pongs for `warmup + duration`, adding to `rtts` (nanoseconds) the
     /// round trips that complete after the warm-up. Then lets the lines still
     /// in flight come back, so the next run starts from quiet connections.
+    /// Returns every round trip completed, counted or not: all the server
+    /// served between the call and its return.
     pub fn run(
         &mut self,
         warmup: Duration,
         duration: Duration,
         rtts: &mut Vec<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
+        let mut completed = 0;
         let start = Instant::now();
         let counted_from = start + warmup;
         let end = counted_from + duration;
@@ -323,6 +326,7 @@ impl ActiveSet {
                 if !event.events().intersects(readable) || !client.receive(&mut self.scratch)? {
                     continue;
                 }
+                completed += 1;
                 if woke >= counted_from && woke < end {
                     rtts.push(woke.duration_since(client.sent_at).as_nanos() as u64);
                 }
@@ -339,7 +343,7 @@ impl ActiveSet {
                 check_stalls(&self.clients, woke)?;
             }
         }
-        Ok(())
+        Ok(completed)
     }
 }
 

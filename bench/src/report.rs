@@ -1,6 +1,7 @@
 //! The sweep's results as a table, a few findings and a CSV.
 
 use crate::sweep::{Plan, Point};
+use crate::syscalls::Syscalls;
 use grader::harness::text::thousands;
 use std::fmt::Write;
 use std::time::Duration;
@@ -30,17 +31,31 @@ pub fn table(points: &[Point]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<name_width$}  {:>6}  {:>6}  {:>13}  {:>9}  {:>9}",
-        "server", "idle", "active", "round trips/s", "RTT p50", "RTT p99"
+        "{:<name_width$}  {:>6}  {:>6}  {:>13}  {:>9}  {:>9}  {:>11}  {:>8}",
+        "server",
+        "idle",
+        "active",
+        "round trips/s",
+        "RTT p50",
+        "RTT p99",
+        "syscalls/rt",
+        "KiB/idle"
     );
     let mut failures: Vec<&str> = Vec::new();
     for point in points {
         let numbers = match &point.outcome {
             Ok(m) => format!(
-                "{:>13}  {:>9}  {:>9}",
+                "{:>13}  {:>9}  {:>9}  {:>11}  {:>8}",
                 thousands(m.per_second().round() as usize),
                 duration(m.p50),
-                duration(m.p99)
+                duration(m.p99),
+                point
+                    .syscalls
+                    .as_ref()
+                    .map_or("n/a".into(), |s| format!("{:.2}", s.per_round_trip())),
+                point
+                    .kib_per_idle
+                    .map_or("-".into(), |kib| format!("{kib:.1}"))
             ),
             Err(err) => {
                 let n = match failures.iter().position(|f| *f == err.as_str()) {
@@ -69,6 +84,23 @@ pub fn table(points: &[Point]) -> String {
     for (i, failure) in failures.iter().enumerate() {
         let _ = writeln!(out, "[{}] {failure}", i + 1);
     }
+    let mut not_counted: Vec<&str> = Vec::new();
+    for point in points.iter().filter(|p| p.outcome.is_ok()) {
+        if let Err(why) = &point.syscalls
+            && !why.is_empty()
+            && !not_counted.contains(&why.as_str())
+        {
+            not_counted.push(why);
+        }
+    }
+    for why in not_counted {
+        let _ = writeln!(out, "syscalls/rt n/a: {why}");
+    }
+    let _ = writeln!(
+        out,
+        "syscalls/rt: the server's system calls in the measured window (perf stat, raw_syscalls:sys_enter) \
+         per round trip; KiB/idle: its VmRSS with the idle connections held, minus before the first, per connection"
+    );
     out
 }
 
@@ -146,13 +178,293 @@ pub fn findings(points: &[Point], plan: &Plan) -> String {
             );
         }
     }
+    out.push_str(&interfaces(points, plan, &servers));
+    out
+}
+
+/// The interface each server waits with, as the course's table names it.
+fn interface(server: &str) -> &str {
+    let lab = server
+        .strip_prefix("yours (")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(server);
+    match lab {
+        "select_echo" => "select",
+        "poll_echo" => "poll",
+        "epoll_lt" => "epoll, level-triggered",
+        "epoll_et" => "epoll, edge-triggered",
+        "uring_echo" => "io_uring",
+        "async_echo" | "timeouts" => "epoll, own runtime",
+        "tokio" => "epoll, tokio",
+        "threads" => "blocking, a thread each",
+        _ => "?",
+    }
+}
+
+/// A measured point's numbers.
+fn measured<'a>(
+    points: &'a [Point],
+    server: &str,
+    idle: usize,
+    active: usize,
+) -> Option<(&'a Point, &'a crate::load::Measure)> {
+    let point = find(points, server, idle, active)?;
+    Some((point, point.outcome.as_ref().ok()?))
+}
+
+fn syscalls_at<'a>(
+    points: &'a [Point],
+    server: &str,
+    idle: usize,
+    active: usize,
+) -> Option<&'a Syscalls> {
+    measured(points, server, idle, active)?
+        .0
+        .syscalls
+        .as_ref()
+        .ok()
+}
+
+/// Memory per idle connection at the most idle connections the server held.
+fn memory(points: &[Point], server: &str) -> Option<(usize, f64)> {
+    points
+        .iter()
+        .filter(|p| p.server == server && p.idle > 0)
+        .filter_map(|p| Some((p.idle, p.kib_per_idle?)))
+        .max_by_key(|(idle, _)| *idle)
+}
+
+/// How a lone client's p50 RTT grows from the fewest idle connections to
+/// the most the server held: (factor, idle).
+fn growth(points: &[Point], server: &str, active: usize, fewest: usize) -> Option<(f64, usize)> {
+    let (_, from) = measured(points, server, fewest, active)?;
+    let (idle, to) = points
+        .iter()
+        .filter(|p| p.server == server && p.active == active && p.idle > fewest)
+        .filter_map(|p| Some((p.idle, p.outcome.as_ref().ok()?)))
+        .max_by_key(|(idle, _)| *idle)?;
+    Some((to.p50.as_secs_f64() / from.p50.as_secs_f64(), idle))
+}
+
+/// The course's comparison table (select, poll, epoll, io_uring), with this
+/// run's numbers: where each interface's cost grows, and where io_uring's
+/// batching pays and where it does not.
+fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
+    let mut out = String::new();
+    let (Some(&fewest), Some(&one), Some(&many)) = (
+        plan.idle.first(),
+        plan.active.first(),
+        plan.active.iter().max(),
+    ) else {
+        return out;
+    };
+    let per_rt = |server: &str, active| {
+        syscalls_at(points, server, fewest, active)
+            .map_or("n/a".to_string(), |s| format!("{:.2}", s.per_round_trip()))
+    };
+    let _ = writeln!(
+        out,
+        "\nThe course's interface table, measured: system calls per round trip at {} idle connections; \
+         a lone client's RTT p50 from {} idle connections to the most held; memory per idle connection there",
+        thousands(fewest),
+        thousands(fewest)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<24} {:<16} {:>11} {:>11}  {:<20} KiB per idle connection",
+        "interface",
+        "server",
+        format!("{one} active"),
+        format!("{many} active"),
+        "RTT p50 growth",
+    );
+    for server in servers {
+        let grows = growth(points, server, one, fewest)
+            .map_or("not measured".into(), |(x, idle)| {
+                format!("{x:.1}x at {}", thousands(idle))
+            });
+        let kib = memory(points, server).map_or("not measured".into(), |(idle, kib)| {
+            format!("{kib:.1} (at {})", thousands(idle))
+        });
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<16} {:>11} {:>11}  {:<20} {kib}",
+            interface(server),
+            server,
+            per_rt(server, one),
+            if many == one {
+                String::new()
+            } else {
+                per_rt(server, many)
+            },
+            grows
+        );
+    }
+    let mut calls = String::new();
+    for server in servers {
+        let at = |active| {
+            find(points, server, fewest, active)?
+                .by_call
+                .as_ref()
+                .map(|s| format!("{active} active: {}", s.breakdown()))
+        };
+        let parts: Vec<String> = plan.active.iter().filter_map(|&a| at(a)).collect();
+        if !parts.is_empty() {
+            let _ = writeln!(calls, "  {server:<16} {}", parts.join("; "));
+        }
+    }
+    if !calls.is_empty() {
+        let _ = writeln!(
+            out,
+            "Which system calls, per round trip ({} idle; counted by name in one more slice, not measured):\n{calls}",
+            thousands(fewest)
+        );
+    }
+    out.push_str(&batching(points, fewest, one, many));
+    out.push_str(&idle_memory(points, servers));
+    out
+}
+
+/// io_uring against epoll_lt: where batching pays (many active clients)
+/// and where it does not (one).
+fn batching(points: &[Point], idle: usize, one: usize, many: usize) -> String {
+    let mut out = String::new();
+    let enters = |point: &Point| {
+        let s = point.by_call.as_ref()?;
+        s.by_name
+            .iter()
+            .find(|(name, _)| name == "io_uring_enter")
+            .map(|(_, n)| *n as f64 / s.round_trips.max(1) as f64)
+    };
+    for active in [many, one] {
+        let (Some((_, epoll)), Some((uring_point, uring))) = (
+            measured(points, "epoll_lt", idle, active),
+            measured(points, "uring_echo", idle, active),
+        ) else {
+            continue;
+        };
+        let rates = format!(
+            "{} vs {} round trips/s ({:.2}x{})",
+            thousands(uring.per_second().round() as usize),
+            thousands(epoll.per_second().round() as usize),
+            uring.per_second() / epoll.per_second(),
+            if idle == 0 { ", interleaved" } else { "" }
+        );
+        let (Some(e), Some(u)) = (
+            syscalls_at(points, "epoll_lt", idle, active),
+            syscalls_at(points, "uring_echo", idle, active),
+        ) else {
+            let _ = writeln!(
+                out,
+                "uring_echo against epoll_lt at {active} active: {rates}; system calls not counted"
+            );
+            continue;
+        };
+        let (eu, ee) = (u.per_round_trip(), e.per_round_trip());
+        let enter_text = enters(uring_point).map_or(String::new(), |n| {
+            if n >= 1.0 {
+                format!(", {n:.2} io_uring_enter per round trip")
+            } else {
+                format!(
+                    ", one io_uring_enter per {:.1} round trips",
+                    1.0 / n.max(1e-9)
+                )
+            }
+        });
+        let compared = if eu < ee {
+            format!("{:.1}x fewer", ee / eu.max(1e-9))
+        } else {
+            format!("{:.1}x as many", eu / ee.max(1e-9))
+        };
+        let lesson = match (active == many && many > one, eu < ee) {
+            (true, true) => {
+                "batching pays: each io_uring_enter submits the sends and receives of every completion \
+                 it reaped and waits for the next ones, where epoll_lt makes a recvfrom and a sendto per line \
+                 whatever epoll_wait batches"
+            }
+            (true, false) => {
+                "batching did not pay here: the ring was entered about as often as completions came, \
+                 so the submissions were not shared"
+            }
+            (false, true) => {
+                "with one client there is nothing to batch: one round trip is one completion to wait \
+                 for, so at least one io_uring_enter each; what is saved is only the recvfrom and sendto that \
+                 became entries in the submission queue, and a round trip's cost is mostly the kernel's TCP work \
+                 and the wake-up, which io_uring does not remove"
+            }
+            (false, false) => {
+                "with one client there is nothing to batch: one round trip is one completion to wait \
+                 for, so at least one io_uring_enter each, and the syscall count is no lower than epoll's"
+            }
+        };
+        let _ = writeln!(
+            out,
+            "io_uring at {active} active, {} idle: uring_echo makes {eu:.2} system calls per round trip, \
+             epoll_lt {ee:.2} ({compared}{enter_text}): {lesson}. Throughput: {rates}.",
+            thousands(idle)
+        );
+        if active == many && many > one && uring.per_second() < epoll.per_second() {
+            let _ = writeln!(
+                out,
+                "  uring_echo serves {:.0} % fewer round trips per second than epoll_lt here: fewer system \
+                 calls do not make the kernel's TCP work (most of a round trip) any cheaper",
+                100.0 * (1.0 - uring.per_second() / epoll.per_second())
+            );
+        }
+    }
+    out
+}
+
+/// Memory per idle connection, and what a receive posted on each costs.
+fn idle_memory(points: &[Point], servers: &[&str]) -> String {
+    let mut out = String::new();
+    let held: Vec<(&str, usize, f64)> = servers
+        .iter()
+        .filter_map(|s| memory(points, s).map(|(idle, kib)| (*s, idle, kib)))
+        .collect();
+    if held.is_empty() {
+        return out;
+    }
+    let list: Vec<String> = held
+        .iter()
+        .map(|(s, idle, kib)| {
+            format!(
+                "{s} {kib:.1} KiB ({:.1} MB at {})",
+                kib * *idle as f64 / 1024.0,
+                thousands(*idle)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Memory per idle connection (VmRSS growth): {}.",
+        list.join(", ")
+    );
+    let kib = |name: &str| {
+        held.iter()
+            .find(|(s, ..)| *s == name)
+            .map(|(_, i, k)| (*i, *k))
+    };
+    if let (Some((idle, uring)), Some((_, epoll))) = (kib("uring_echo"), kib("epoll_lt")) {
+        let _ = writeln!(
+            out,
+            "  uring_echo keeps a receive posted on every idle connection, and the buffer it names is the \
+             kernel's until that receive completes: {:.1} KiB more per connection than epoll_lt, {:.1} MB at {} \
+             idle. Provided buffer rings (IORING_REGISTER_PBUF_RING, IORING_OP_RECV with IOSQE_BUFFER_SELECT) \
+             let the kernel take a buffer from a shared pool only when data arrives: idle connections then hold none.",
+            uring - epoll,
+            (uring - epoll) * idle as f64 / 1024.0,
+            thousands(idle)
+        );
+    }
     out
 }
 
 /// One row per point, numbers in plain units for spreadsheets.
 pub fn csv(points: &[Point], plan: &Plan) -> String {
     let mut out = String::from(
-        "server,idle,active,line_bytes,seconds,round_trips,round_trips_per_s,rtt_p50_us,rtt_p99_us,error\n",
+        "server,idle,active,line_bytes,seconds,round_trips,round_trips_per_s,rtt_p50_us,rtt_p99_us,\
+         syscalls,syscalls_per_round_trip,rss_kib,kib_per_idle_connection,error\n",
     );
     for p in points {
         let _ = write!(
@@ -163,17 +475,27 @@ pub fn csv(points: &[Point], plan: &Plan) -> String {
             p.active,
             plan.line_bytes
         );
+        let (syscalls, per_rt) = match &p.syscalls {
+            Ok(s) => (s.total.to_string(), format!("{:.3}", s.per_round_trip())),
+            Err(_) => (String::new(), String::new()),
+        };
+        let memory = format!(
+            "{},{}",
+            p.rss_kib.map_or(String::new(), |kib| kib.to_string()),
+            p.kib_per_idle
+                .map_or(String::new(), |kib| format!("{kib:.2}"))
+        );
         let _ = match &p.outcome {
             Ok(m) => writeln!(
                 out,
-                "{:.3},{},{:.0},{:.1},{:.1},",
+                "{:.3},{},{:.0},{:.1},{:.1},{syscalls},{per_rt},{memory},",
                 m.seconds,
                 m.round_trips,
                 m.per_second(),
                 m.p50.as_secs_f64() * 1e6,
                 m.p99.as_secs_f64() * 1e6
             ),
-            Err(err) => writeln!(out, ",,,,,{}", csv_field(err)),
+            Err(err) => writeln!(out, ",,,,,,,{memory},{}", csv_field(err)),
         };
     }
     out
@@ -203,6 +525,10 @@ mod tests {
                 p50: Duration::from_micros(p50_us),
                 p99: Duration::from_micros(p50_us * 3),
             }),
+            syscalls: Err(String::new()),
+            by_call: None,
+            rss_kib: None,
+            kib_per_idle: None,
         }
     }
 
@@ -214,6 +540,7 @@ mod tests {
             warmup: Duration::ZERO,
             pinning: crate::sweep::Pinning::Off,
             duration: Duration::from_secs(2),
+            syscalls: Ok(()),
         }
     }
 
@@ -245,9 +572,9 @@ mod tests {
         assert!(findings.contains("1.00x"), "{findings}");
         let csv = csv(&points, &plan());
         assert_eq!(csv.lines().count(), 5);
-        assert!(csv.contains(",,,,,\"boom, \"\"quoted\"\"\""), "{csv}");
+        assert!(csv.contains(",,,,,,,,,\"boom, \"\"quoted\"\"\""), "{csv}");
         assert!(
-            csv.contains("epoll_lt,0,1,64,2.000,20000,10000,40.0,120.0,"),
+            csv.contains("epoll_lt,0,1,64,2.000,20000,10000,40.0,120.0,,,,,\n"),
             "{csv}"
         );
     }

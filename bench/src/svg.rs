@@ -319,6 +319,7 @@ mod tests {
             warmup: Duration::ZERO,
             pinning: crate::sweep::Pinning::Off,
             duration: Duration::from_secs(1),
+            syscalls: Ok(()),
         };
         let mut points = Vec::new();
         for server in ["poll_echo", "a<b"] {
@@ -334,6 +335,10 @@ mod tests {
                             p50: Duration::from_micros(30 + idle as u64),
                             p99: Duration::from_micros(90),
                         }),
+                        syscalls: Err(String::new()),
+                        by_call: None,
+                        rss_kib: None,
+                        kib_per_idle: None,
                     });
                 }
             }

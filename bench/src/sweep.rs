@@ -12,6 +12,8 @@
 //! one point to the next instead of being opened anew.
 
 use crate::load::{self, ActiveSet, IdlePool, Measure, Target};
+use crate::syscalls::{self, Syscalls, Window};
+use grader::harness::proc;
 use grader::harness::process::{Program, Registry, SpawnOptions};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +30,9 @@ pub struct Server {
     /// The server watches only fds below this (select's `FD_SETSIZE`):
     /// points that need higher fds are a finding, not measured.
     pub max_fd: Option<usize>,
+    /// Why this machine cannot run the server at all (io_uring blocked):
+    /// its points are a finding, not measured.
+    pub unavailable: Option<String>,
 }
 
 /// What to measure for each server.
@@ -41,6 +46,9 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub pinning: Pinning,
+    /// Whether perf can count the servers' system calls here (`Err`: why
+    /// the column says n/a).
+    pub syscalls: Result<(), String>,
 }
 
 /// Where the generator and the servers run.
@@ -115,6 +123,17 @@ pub struct Point {
     pub idle: usize,
     pub active: usize,
     pub outcome: Result<Measure, String>,
+    /// The server's system calls in the measured window (`Err`: why not
+    /// counted).
+    pub syscalls: Result<Syscalls, String>,
+    /// Which system calls, counted in a window of their own after the
+    /// measured ones (counting by name slows the server: see [`syscalls`]).
+    pub by_call: Option<Syscalls>,
+    /// The server's resident memory with the idle connections held (before
+    /// the point's active clients connect), and what that adds per idle
+    /// connection to its memory with none.
+    pub rss_kib: Option<u64>,
+    pub kib_per_idle: Option<f64>,
 }
 
 /// How a point not measured because the server cannot hold it (a limit of
@@ -164,6 +183,8 @@ struct Running<'a> {
     /// After a failure the server's remaining points are not measured: a
     /// stuck server would cost a timeout each.
     failure: Option<String>,
+    /// Its resident memory before the first idle connection (KiB).
+    rss_base: Option<u64>,
 }
 
 impl Running<'_> {
@@ -267,7 +288,12 @@ fn start<'a>(
             .unwrap_or(usize::MAX),
         pool: None,
         failure: None,
+        rss_base: None,
     };
+    if let Some(why) = &server.unavailable {
+        running.failure = Some(format!("{BEYOND}{why}"));
+        return running;
+    }
     let mut program = match Program::spawn(&server.bin, options, registry) {
         Ok(program) => program,
         Err(err) => {
@@ -281,7 +307,7 @@ fn start<'a>(
     match program.wait_listening(Duration::from_secs(10)) {
         Ok(port) => {
             running.target.addr.set_port(port);
-            running.base_fds = grader::harness::proc::open_fds(program.pid).unwrap_or(0);
+            running.base_fds = proc::open_fds(program.pid).unwrap_or(0);
             running.pool = Some(IdlePool::new(running.target));
         }
         Err(err) => running.failure = Some(err),
@@ -301,6 +327,7 @@ fn interleaved(
     for &active in &plan.active {
         let mut sets: Vec<Option<ActiveSet>> = Vec::new();
         let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); running.len()];
+        let mut windows: Vec<Window> = Vec::new();
         for server in running.iter_mut() {
             let set = match &server.failure {
                 Some(_) => None,
@@ -309,6 +336,8 @@ fn interleaved(
                     .ok(),
             };
             sets.push(set);
+            // After the clients connect: a thread per client is there.
+            windows.push(Window::new(counter(server, plan, false)));
         }
         // Warm up every server once, then rotate who goes first in each
         // slice so that no server always follows the same one.
@@ -330,13 +359,31 @@ fn interleaved(
                     0 => (plan.warmup, Duration::ZERO),
                     _ => (Duration::ZERO, slice),
                 };
-                if let Err(err) = set.run(warmup, counted, &mut rtts[i]) {
-                    running[i].fail(err);
-                    sets[i] = None;
+                // Counting covers the slices exactly, not the warm-up.
+                if round > 0 {
+                    windows[i].open();
+                }
+                match set.run(warmup, counted, &mut rtts[i]) {
+                    Ok(completed) if round > 0 => windows[i].close(completed),
+                    Ok(_) => {}
+                    Err(err) => {
+                        running[i].fail(err);
+                        sets[i] = None;
+                    }
                 }
             }
         }
-        for (server, samples) in running.iter().zip(rtts) {
+        // Then one more slice each, not measured, to see which calls.
+        let mut by_call = Vec::new();
+        for (server, set) in running.iter().zip(sets.iter_mut()) {
+            by_call.push(match set {
+                Some(set) if server.failure.is_none() => calls(server, set, slice, plan),
+                _ => None,
+            });
+        }
+        for (((server, samples), window), by_call) in
+            running.iter().zip(rtts).zip(windows).zip(by_call)
+        {
             let outcome = match &server.failure {
                 Some(err) => Err(err.clone()),
                 None => load::summarize(samples, slice * SLICES as u32),
@@ -346,6 +393,10 @@ fn interleaved(
                 idle: 0,
                 active,
                 outcome,
+                syscalls: window.finish(),
+                by_call,
+                rss_kib: server.program.as_ref().and_then(|p| proc::rss_kib(p.pid)),
+                kib_per_idle: None,
             });
         }
     }
@@ -361,6 +412,7 @@ fn one_idle_count(
 ) {
     let most_active = plan.active.iter().copied().max().unwrap_or(1);
     let beyond = beyond_limits(server, idle, most_active);
+    let mut memory = (None, None);
     if server.failure.is_none() && beyond.is_none() {
         progress(Step {
             done: points.len(),
@@ -370,11 +422,15 @@ fn one_idle_count(
             active: None,
             slice: None,
         });
-        if let Err(err) = open_idle(server, idle) {
-            server.fail(err);
+        match open_idle(server, idle) {
+            Ok(()) => memory = resident(server, idle),
+            Err(err) => {
+                server.fail(err);
+            }
         }
     }
     for &active in &plan.active {
+        let mut syscalls = Err(String::new());
         let outcome = match (&server.failure, &beyond) {
             (_, Some(why)) => Err(why.clone()),
             (Some(err), None) => Err(skipped(err)),
@@ -387,13 +443,7 @@ fn one_idle_count(
                     active: Some(active),
                     slice: None,
                 });
-                let spec = load::LoadSpec {
-                    active,
-                    line_bytes: plan.line_bytes,
-                    warmup: plan.warmup,
-                    duration: plan.duration,
-                };
-                load::ping_pong(&server.target, &spec).map_err(|err| server.fail(err))
+                measure(server, active, plan, &mut syscalls).map_err(|err| server.fail(err))
             }
         };
         points.push(Point {
@@ -401,13 +451,76 @@ fn one_idle_count(
             idle,
             active,
             outcome,
+            syscalls,
+            by_call: None,
+            rss_kib: memory.0,
+            kib_per_idle: memory.1,
         });
     }
 }
 
+/// One point of one server: `active` clients warm up, then round trips are
+/// counted, and the server's system calls with them.
+fn measure(
+    server: &Running,
+    active: usize,
+    plan: &Plan,
+    syscalls: &mut Result<Syscalls, String>,
+) -> Result<Measure, String> {
+    let mut clients = ActiveSet::connect(&server.target, active, plan.line_bytes)?;
+    clients.run(plan.warmup, Duration::ZERO, &mut Vec::new())?;
+    let mut window = Window::new(counter(server, plan, false));
+    let mut rtts = Vec::new();
+    window.open();
+    let completed = clients.run(Duration::ZERO, plan.duration, &mut rtts)?;
+    window.close(completed);
+    *syscalls = window.finish();
+    load::summarize(rtts, plan.duration)
+}
+
+/// Which system calls the server makes, by name, over one more `slice` of
+/// round trips (not measured: counting by name slows it).
+fn calls(server: &Running, set: &mut ActiveSet, slice: Duration, plan: &Plan) -> Option<Syscalls> {
+    let mut window = Window::new(counter(server, plan, true));
+    window.open();
+    let completed = set.run(Duration::ZERO, slice, &mut Vec::new()).ok()?;
+    window.close(completed);
+    window.finish().ok().filter(|s| !s.by_name.is_empty())
+}
+
+/// A perf counter on the server, counting off until a window opens;
+/// `named`: by call too.
+fn counter(server: &Running, plan: &Plan, named: bool) -> Result<syscalls::Counter, String> {
+    plan.syscalls.clone()?;
+    let pid = match (&server.failure, &server.program) {
+        (None, Some(program)) => program.pid,
+        _ => return Err(String::new()),
+    };
+    // Every task perf attaches to, the kernel's io_uring workers included.
+    let tasks = proc::thread_names(pid).map_or(1, |names| names.len());
+    syscalls::Counter::attach(pid, tasks, named)
+}
+
+/// The server's resident memory with `idle` connections held, and what each
+/// adds to its memory before the first (KiB). The first call, before any
+/// idle connection, takes that baseline.
+fn resident(server: &Running, idle: usize) -> (Option<u64>, Option<f64>) {
+    let Some(pid) = server.program.as_ref().map(|p| p.pid) else {
+        return (None, None);
+    };
+    // The last connections accepted may still be getting their buffers.
+    std::thread::sleep(Duration::from_millis(100));
+    let rss = proc::rss_kib(pid);
+    let per = match (rss, server.rss_base) {
+        (Some(rss), Some(base)) if idle > 0 => Some((rss as f64 - base as f64) / idle as f64),
+        _ => None,
+    };
+    (rss, per)
+}
+
 /// The message of a point not measured because an earlier one failed.
 fn skipped(err: &str) -> String {
-    if err.starts_with("not measured: ") {
+    if err.starts_with("not measured: ") || err.starts_with(BEYOND) {
         err.to_string()
     } else {
         format!("not measured: an earlier point failed ({err})")
@@ -466,11 +579,14 @@ fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
     let (Some(program), Some(pool)) = (server.program.as_mut(), server.pool.as_mut()) else {
         return Err("the server is not running".into());
     };
+    if server.rss_base.is_none() && pool.is_empty() {
+        server.rss_base = proc::rss_kib(program.pid);
+    }
     pool.grow_to(idle)
         .map_err(|err| format!("{err} (holding {} already)", pool.len()))?;
     let deadline = Instant::now() + ACCEPT_WITHIN;
     loop {
-        let held = grader::harness::proc::open_fds(program.pid)
+        let held = proc::open_fds(program.pid)
             .unwrap_or(0)
             .saturating_sub(server.base_fds);
         if held >= idle {
@@ -502,12 +618,12 @@ fn open_idle(server: &mut Running, idle: usize) -> Result<(), String> {
 /// 3 s at most): a server that costs two fds per connection passes `idle`
 /// halfway through accepting.
 fn settled_fds(pid: i32) -> usize {
-    let mut held = grader::harness::proc::open_fds(pid).unwrap_or(0);
+    let mut held = proc::open_fds(pid).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut stable_since = Instant::now();
     while Instant::now() < deadline && stable_since.elapsed() < Duration::from_millis(200) {
         std::thread::sleep(Duration::from_millis(20));
-        let now = grader::harness::proc::open_fds(pid).unwrap_or(held);
+        let now = proc::open_fds(pid).unwrap_or(held);
         if now != held {
             held = now;
             stable_since = Instant::now();
@@ -543,6 +659,7 @@ mod tests {
             fd_limit,
             pool: None,
             failure: None,
+            rss_base: None,
         }
     }
 
@@ -553,6 +670,7 @@ mod tests {
             bin: PathBuf::from("/bin/false"),
             args: Vec::new(),
             max_fd: Some(1024),
+            unavailable: None,
         };
         let fits = running(&server, Some(1), 20_000);
         assert_eq!(beyond_limits(&fits, 100, 50), None);
@@ -571,6 +689,7 @@ mod tests {
             bin: PathBuf::from("/bin/false"),
             args: Vec::new(),
             max_fd: None,
+            unavailable: None,
         };
         // One fd per connection: 10,000 fit a limit of 20,000; two do not.
         assert_eq!(
@@ -587,6 +706,10 @@ mod tests {
             idle: 10_000,
             active: 1,
             outcome: Err(why),
+            syscalls: Err(String::new()),
+            by_call: None,
+            rss_kib: None,
+            kib_per_idle: None,
         };
         assert!(!point.failed());
         let broken = Point {

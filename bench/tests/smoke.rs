@@ -24,6 +24,7 @@ fn release_bench() -> PathBuf {
         "poll_echo_solution",
         "epoll_lt_solution",
         "epoll_et_solution",
+        "uring_echo_solution",
         "async_echo_solution",
     ] {
         cargo.args(["-p", solution]);
@@ -88,6 +89,9 @@ fn a_short_sweep_measures_every_server_and_writes_its_files() {
         "150",
         "--warmup-ms",
         "50",
+        // Counting system calls has a test of its own (perf costs a
+        // second or so per point here).
+        "--no-syscalls",
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -110,7 +114,9 @@ fn a_short_sweep_measures_every_server_and_writes_its_files() {
         let p50: f64 = row[7].parse().unwrap_or(0.0);
         let p99: f64 = row[8].parse().unwrap_or(0.0);
         assert!(round_trips > 0 && p50 > 0.0 && p99 >= p50, "{csv}");
-        assert_eq!(row[9], "", "{csv}");
+        assert_eq!(row[13], "", "{csv}");
+        // Memory with idle connections held, from /proc.
+        assert!(row[11].parse::<u64>().unwrap_or(0) > 0, "{csv}");
     }
     let servers: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert!(servers.contains(&"yours (epoll_lt)"), "{csv}");
@@ -145,6 +151,9 @@ fn the_default_sweeps_largest_point_holds_for_every_server() {
             "200",
             "--warmup-ms",
             "50",
+            // Holding the point is the test; perf would add its start-up
+            // to every point.
+            "--no-syscalls",
             "--out",
             dir.to_str().unwrap(),
         ])
@@ -201,6 +210,78 @@ fn a_server_that_fails_is_reported_not_fatal() {
     assert!(stdout.contains("failed [1]"), "{stdout}");
     assert!(stdout.contains("listening on"), "{stdout}");
     assert!(dir.join("bench.svg").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where perf can count, a server's system calls per round trip are in the
+/// table and the CSV, and which calls they were under it; elsewhere the
+/// column says n/a and why (perf is not required).
+#[test]
+fn system_calls_are_counted_per_round_trip_or_said_na() {
+    let dir = out_dir("perf");
+    let output = bench(&[
+        "--servers",
+        "tokio",
+        "--idle",
+        "0",
+        "--active",
+        "1",
+        "--duration-ms",
+        "200",
+        "--warmup-ms",
+        "20",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let csv = std::fs::read_to_string(dir.join("bench.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    if row[10].is_empty() {
+        assert!(stdout.contains("syscalls/rt n/a: "), "{stdout}");
+    } else {
+        // tokio: an epoll_wait, a recvfrom and a sendto per round trip.
+        let per_rt: f64 = row[10].parse().unwrap();
+        assert!((1.5..10.0).contains(&per_rt), "{csv}");
+        assert!(stdout.contains("recvfrom"), "{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without perf the syscall column says n/a, and why, once; the rest of the
+/// bench is unaffected.
+#[test]
+fn without_perf_the_syscall_column_says_why() {
+    let dir = out_dir("noperf");
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--servers",
+            "tokio",
+            "--idle",
+            "0",
+            "--active",
+            "1",
+            "--duration-ms",
+            "100",
+            "--warmup-ms",
+            "20",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("syscalls/rt n/a: perf is not installed")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    let row = stdout.lines().find(|l| l.starts_with("tokio ")).unwrap();
+    assert!(row.contains("n/a"), "{row}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,18 +10,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-ms MS] \
-[--line-bytes L] [--servers LIST] [--bin PATH --lab LAB] [--pin same|split|off] [--out DIR]
+[--line-bytes L] [--servers LIST] [--bin PATH --lab LAB] [--pin same|split|off] [--no-syscalls]
+[--out DIR]
   --idle LIST        idle connections held open, e.g. 0,100,1000,10000 (the default)
   --active LIST      active ping-pong clients, e.g. 1,50 (the default)
   --duration-ms MS   how long each point is measured (default 2000)
   --warmup-ms MS     round trips before counting starts (default 250)
   --line-bytes L     bytes per line, counting the \\n, 1 to 8192 (default 64)
-  --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,async_echo,threads,
-                     tokio (default: all)
+  --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,uring_echo,
+                     async_echo,threads,tokio (default: all)
   --bin PATH --lab LAB  also measure your own server for LAB (select_echo,
-                     poll_echo, epoll_lt, epoll_et, timeouts or async_echo)
+                     poll_echo, epoll_lt, epoll_et, uring_echo, timeouts or async_echo)
   --pin same|split|off  the generator and the server on the same CPU (default),
                      on two CPUs, or wherever the scheduler puts them
+  --no-syscalls      do not attach perf to count the servers' system calls
+                     (to see what counting costs: compare round trips/s)
   --out DIR          where the CSV and the SVG go (default: target/bench)";
 
 /// The servers the bench knows: name in the output, binary next to ours.
@@ -30,6 +33,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("poll_echo", "poll_echo_solution"),
     ("epoll_lt", "epoll_lt_solution"),
     ("epoll_et", "epoll_et_solution"),
+    ("uring_echo", "uring_echo_solution"),
     ("async_echo", "async_echo_solution"),
     ("threads", "bench_threads_echo"),
     ("tokio", "bench_tokio_echo"),
@@ -56,7 +60,7 @@ fn main() {
             "--out",
             "--pin",
         ],
-        &[],
+        &["--no-syscalls"],
     );
     args.positional(0, 0);
     let mut plan = Plan {
@@ -67,6 +71,7 @@ fn main() {
         duration: Duration::from_millis(args.value("--duration-ms", 2000u64)),
         pinning: Pinning::parse(&args.value::<String>("--pin", "same".into()))
             .unwrap_or_else(|| usage_error("--pin takes same, split or off", USAGE)),
+        syscalls: Err("not counted (--no-syscalls)".into()),
     };
     if !(1..=bench::load::MAX_LINE).contains(&plan.line_bytes) {
         usage_error("--line-bytes must be 1 to 8192", USAGE);
@@ -79,6 +84,9 @@ fn main() {
     }
     let servers = servers(&args);
     let notes = cap_idle(&mut plan);
+    if !args.flag("--no-syscalls") {
+        plan.syscalls = bench::syscalls::probe();
+    }
     let out: String = args.value("--out", String::new());
     let out_dir = if out.is_empty() {
         default_out_dir()
@@ -200,6 +208,7 @@ fn servers(args: &Args) -> Vec<Server> {
             bin,
             args: lab_args(name),
             max_fd: fd_limit_of(name),
+            unavailable: unavailable(name),
         });
     }
     if let Some((lab, bin)) = yours {
@@ -208,6 +217,7 @@ fn servers(args: &Args) -> Vec<Server> {
             name: format!("yours ({lab})"),
             bin: path,
             max_fd: fd_limit_of(&lab),
+            unavailable: unavailable(&lab),
             args: lab_args(&lab),
         });
     }
@@ -227,6 +237,18 @@ fn lab_args(lab: &str) -> Vec<String> {
 /// The highest fd (plus one) a lab's server can watch: select's FD_SETSIZE.
 fn fd_limit_of(lab: &str) -> Option<usize> {
     (lab == "select_echo").then_some(1024)
+}
+
+/// Why a lab's server cannot run on this machine at all: io_uring blocked
+/// (a container's seccomp profile, `kernel.io_uring_disabled`).
+fn unavailable(lab: &str) -> Option<String> {
+    if lab != "uring_echo" {
+        return None;
+    }
+    grader::harness::uring::available().err().map(|why| {
+        why.split_once(". Every check")
+            .map_or(why.clone(), |(first, _)| first.to_string())
+    })
 }
 
 /// `--bin PATH --lab LAB`, checked: (lab, path) or nothing.
