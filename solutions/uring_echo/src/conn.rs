@@ -249,3 +249,6 @@ impl Conn {
         types::Fd(self.socket.as_raw_fd())
     }
 }
+
+#[cfg(test)]
+mod tests;
