@@ -46,8 +46,8 @@ fn jump_eq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// Installs the filter in the calling process. Only plain system calls
 /// (prctl, seccomp): safe between fork and exec.
 pub fn install(refusal: Refusal) -> io::Result<()> {
-    let load = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
     let filter = [
         stmt(load, ARCH),
         jump_eq(AUDIT_ARCH, 1, 0),
