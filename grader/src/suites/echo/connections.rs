@@ -18,10 +18,16 @@ pub(super) const CONCURRENT_CLIENTS: Check = Check {
     title: "100 clients connected at once send interleaved lines; each gets exactly its own lines back",
     limit: secs(40),
     run: concurrent_clients,
-    proven_by: &[broken(
-        "broken_poll_echo_serial_blocking",
-        "only one client at a time",
-    )],
+    proven_by: &[
+        broken(
+            "broken_poll_echo_serial_blocking",
+            "only one client at a time",
+        ),
+        broken(
+            "broken_uring_echo_accept_serial",
+            "only one client at a time",
+        ),
+    ],
 };
 
 fn concurrent_clients(ctx: &Ctx) -> Outcome {
@@ -60,7 +66,7 @@ fn concurrent_clients(ctx: &Ctx) -> Outcome {
             let cause = if cross_talk {
                 "replies reached the wrong client: keep a separate input and output buffer per connection"
             } else if answered <= 1 {
-                "only one client at a time is served: the server blocks on one socket (accept, read or write) instead of waiting for all of them with the readiness API"
+                "only one client at a time is served: the server blocks on one socket (accept, read or write), or accepts the next client only once the previous one has left, instead of serving all of them at once from its one loop"
             } else {
                 "some clients were not served: every ready socket must be handled on each wakeup, not just the first one"
             };
@@ -200,10 +206,16 @@ pub(super) const LINGERING_CLOSE: Check = Check {
     title: "after `quit`, a client still sending is not reset: the server shuts down writing and discards input until the client closes",
     limit: secs(30),
     run: lingering_close,
-    proven_by: &[broken(
-        "broken_poll_echo_no_linger",
-        "shutdown(SHUT_WR), keep reading and discarding",
-    )],
+    proven_by: &[
+        broken(
+            "broken_poll_echo_no_linger",
+            "shutdown(SHUT_WR), keep reading and discarding",
+        ),
+        broken(
+            "broken_uring_echo_no_linger",
+            "shutdown(SHUT_WR), keep reading and discarding",
+        ),
+    ],
 };
 
 fn lingering_close(ctx: &Ctx) -> Outcome {
@@ -287,6 +299,7 @@ pub(super) const CLIENT_RESET: Check = Check {
     proven_by: &[
         broken("broken_poll_echo_exit_on_error", "exited with code"),
         broken("broken_poll_echo_sigpipe_default", "SIGPIPE"),
+        broken("broken_uring_echo_reset_crash", "exited with code"),
     ],
 };
 

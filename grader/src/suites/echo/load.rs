@@ -16,7 +16,18 @@ pub(super) const BACKPRESSURE: Check = Check {
     title: "a client sends without reading: the server stops reading it (memory stays bounded), serves others meanwhile, then every byte comes back",
     limit: secs(120),
     run: backpressure,
-    proven_by: &[broken("broken_poll_echo_unbounded", "no backpressure")],
+    proven_by: &[
+        broken("broken_poll_echo_unbounded", "no backpressure"),
+        broken("broken_uring_echo_unbounded", "no backpressure"),
+        broken(
+            "broken_uring_echo_short_send",
+            "the rest of a short write was dropped",
+        ),
+        broken(
+            "broken_uring_echo_reused_buffer",
+            "written while it was still being sent",
+        ),
+    ],
 };
 
 fn backpressure(ctx: &Ctx) -> Outcome {
@@ -82,7 +93,7 @@ fn backpressure(ctx: &Ctx) -> Outcome {
             "the server stops reading this client while 64 KiB of its replies are unsent, so the client's writes block and memory grows by less than {} MiB",
             MAX_GROWTH_KIB / 1024
         ))
-        .cause("no backpressure: leave POLLIN (EPOLLIN) out of the events of a connection with 64 KiB or more of unsent replies, and ask for it again once they drain")
+        .cause("no backpressure: stop reading a connection while 64 KiB or more of its replies are unsent (leave POLLIN (EPOLLIN) out of its events; with io_uring, submit no receive for it), and read it again once they drain")
         .into());
     }
     // Phase 3: now read; every byte must come back, including the rest.
@@ -97,13 +108,29 @@ fn backpressure(ctx: &Ctx) -> Outcome {
         bytes(got.data.len()),
         bytes(data.len())
     );
-    summary += &bulk_outcome(&data, &got, secs(5)).0;
-    Err(Failure::new(summary)
-        .expected("every byte back, in order, once the client reads")
-        .cause("after backpressure the server must resume reading once the replies drain, and lose nothing: no byte may be dropped when reading stops or starts again")
-        .stalled()
-        .into())
+    let (outcome, wrong_bytes) = bulk_outcome(&data, &got, secs(5));
+    summary += &outcome;
+    let failure =
+        Failure::new(summary).expected("every byte back, in order, once the client reads");
+    Err(if !wrong_bytes {
+        failure
+            .cause("after backpressure the server must resume reading once the replies drain, and lose nothing: no byte may be dropped when reading stops or starts again")
+            .stalled()
+    } else if got.data.len() < data.len() {
+        failure.cause(DROPPED_CAUSE)
+    } else {
+        failure.cause(OVERWRITTEN_CAUSE)
+    }
+    .into())
 }
+
+/// Replies with bytes missing in the middle: the rest of a short write (or
+/// send) never went.
+const DROPPED_CAUSE: &str = "bytes are missing from the middle of the replies, not from their end: the rest of a short write was dropped. A write or send may take fewer bytes than it was given (it returns, or its completion reports, how many): send the rest, from where it stopped, before anything newer";
+
+/// Replies of the right length but the wrong bytes: a buffer written while
+/// the kernel was still sending from it (io_uring's buffer rule).
+const OVERWRITTEN_CAUSE: &str = "as many bytes came back as were sent, but not the same ones: a reply buffer was written while it was still being sent. With io_uring the buffer of a send in flight is the kernel's until its completion arrives: collect new replies in another buffer, never in (or over) the one being sent";
 
 pub(super) const SCALE: Check = Check {
     name: "scale",
