@@ -320,8 +320,71 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
             thousands(fewest)
         );
     }
+    out.push_str(&cost_growth(points, servers, fewest, one, many));
     out.push_str(&batching(points, fewest, one, many));
     out.push_str(&idle_memory(points, servers));
+    out
+}
+
+/// Which servers' cost grows with the fds they watch, and how their system
+/// calls per round trip change from one active client to many.
+fn cost_growth(
+    points: &[Point],
+    servers: &[&str],
+    fewest: usize,
+    one: usize,
+    many: usize,
+) -> String {
+    let mut out = String::new();
+    let (mut grows, mut flat) = (Vec::new(), Vec::new());
+    for server in servers {
+        if let Some((x, idle)) = growth(points, server, one, fewest) {
+            let text = format!("{server} {x:.1}x at {}", thousands(idle));
+            // Twice the RTT is far beyond run-to-run noise here.
+            if x >= 2.0 {
+                grows.push(text)
+            } else {
+                flat.push(text)
+            }
+        }
+    }
+    if !grows.is_empty() || !flat.is_empty() {
+        let _ = writeln!(
+            out,
+            "Cost per fd watched (a lone client's RTT p50 from {} idle connections to the most held): grows for {}; \
+             flat (under 2x) for {}.",
+            thousands(fewest),
+            if grows.is_empty() {
+                "none".into()
+            } else {
+                grows.join(", ")
+            },
+            if flat.is_empty() {
+                "none".into()
+            } else {
+                flat.join(", ")
+            }
+        );
+    }
+    if many > one {
+        let changes: Vec<String> = servers
+            .iter()
+            .filter_map(|server| {
+                let a = syscalls_at(points, server, fewest, one)?.per_round_trip();
+                let b = syscalls_at(points, server, fewest, many)?.per_round_trip();
+                Some(format!("{server} {a:.2} -> {b:.2}"))
+            })
+            .collect();
+        if !changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "System calls per round trip from {one} to {many} active clients: {}. A readiness interface \
+                 shares only its wait among the ready sockets and still reads and writes each one itself; \
+                 io_uring shares the one call that both submits and waits.",
+                changes.join(", ")
+            );
+        }
+    }
     out
 }
 
@@ -541,6 +604,63 @@ mod tests {
             pinning: crate::sweep::Pinning::Off,
             duration: Duration::from_secs(2),
             syscalls: Ok(()),
+        }
+    }
+
+    fn with_syscalls(mut point: Point, per_rt: f64, enters: Option<f64>) -> Point {
+        let round_trips = 1000;
+        let total = (per_rt * round_trips as f64) as u64;
+        point.syscalls = Ok(Syscalls {
+            total,
+            round_trips,
+            by_name: Vec::new(),
+        });
+        point.by_call = enters.map(|n| Syscalls {
+            total,
+            round_trips,
+            by_name: vec![("io_uring_enter".into(), (n * round_trips as f64) as u64)],
+        });
+        point
+    }
+
+    #[test]
+    fn the_interface_table_is_computed_from_the_run() {
+        let plan = Plan {
+            idle: vec![0, 100],
+            active: vec![1, 50],
+            ..plan()
+        };
+        let mut points = Vec::new();
+        for (server, one, many, enters, kib) in [
+            ("epoll_lt", 3.0, 2.03, None, 0.1),
+            ("uring_echo", 1.6, 0.19, Some(0.16), 4.1),
+        ] {
+            points.push(with_syscalls(point(server, 0, 1, 20), one, None));
+            points.push(with_syscalls(point(server, 0, 50, 400), many, enters));
+            for active in [1, 50] {
+                let mut held = point(server, 100, active, 21);
+                held.kib_per_idle = Some(kib);
+                points.push(held);
+            }
+        }
+        points.push(point("poll_echo", 0, 1, 20));
+        points.push(point("poll_echo", 100, 1, 60));
+        let table = table(&points);
+        assert!(table.contains("0.19"), "{table}");
+        assert!(table.contains("4.1"), "{table}");
+        let text = findings(&points, &plan);
+        for expected in [
+            "io_uring                 uring_echo              1.60        0.19",
+            "grows for poll_echo 3.0x at 100; flat (under 2x) for epoll_lt 1.0x at 100",
+            "epoll_lt 3.00 -> 2.03, uring_echo 1.60 -> 0.19",
+            "uring_echo makes 0.19 system calls per round trip, epoll_lt 2.03 (10.7x fewer, \
+             one io_uring_enter per 6.2 round trips): batching pays",
+            "at 1 active, 0 idle: uring_echo makes 1.60 system calls per round trip, epoll_lt 3.00 \
+             (1.9x fewer): with one client there is nothing to batch",
+            "4.0 KiB more per connection than epoll_lt, 0.4 MB at 100 idle",
+            "IOSQE_BUFFER_SELECT",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
         }
     }
 
