@@ -174,7 +174,14 @@ impl LabReport {
             .map(|c| c.name.as_str())
             .collect();
         let mut text = format!("Score: {}/{}", self.score(), self.max_score());
-        if failed.len() > 6 {
+        let skipped = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Skip)
+            .count();
+        if skipped == self.checks.len() && skipped > 0 {
+            text += "  (every check skipped: this machine cannot run them; the first one says why)";
+        } else if failed.len() > 6 {
             text += &format!(
                 "  ({} of {} checks not passed)",
                 failed.len(),

@@ -45,7 +45,7 @@ pub struct SpawnOptions {
     /// root it is always 256.) The bench's thread-per-client baseline needs
     /// more.
     pub processes: Option<u64>,
-    /// A system call the program is refused, and the errno it gets: a
+    /// System calls the program is refused, and the errno they get: a
     /// seccomp filter installed just before exec ([`super::seccomp`]).
     pub refuse: Option<super::seccomp::Refusal>,
 }
@@ -145,7 +145,7 @@ impl Program {
         // write, setrlimit, set*id and prctl are plain system calls.
         let run_as = user.clone();
         let processes = options.processes.unwrap_or(PROCESSES);
-        let refuse = options.refuse;
+        let filter = options.refuse.map(super::seccomp::Filter::new);
         let cgroup = registry
             .cgroup
             .get_or_init(|| contain::Cgroup::create(&registry.tag))
@@ -191,8 +191,8 @@ impl Program {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // Last: the filter would refuse nothing the steps above
                 // need, but it is the program's, not the grader's.
-                if let Some(refusal) = refuse {
-                    super::seccomp::install(refusal)?;
+                if let Some(filter) = &filter {
+                    filter.install()?;
                 }
                 Ok(())
             });

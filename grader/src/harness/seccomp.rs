@@ -3,7 +3,7 @@
 //! without io_uring looks like (Docker's default seccomp profile answers
 //! `io_uring_setup` with `EPERM`; a kernel without it, `ENOSYS`).
 //!
-//! A seccomp filter of seven BPF instructions: other architectures and
+//! A seccomp filter of a few BPF instructions: other architectures and
 //! other system calls pass untouched. It is installed between fork and exec
 //! and inherited by everything the program starts; it cannot be removed.
 
@@ -11,14 +11,14 @@ use nix::errno::Errno;
 use nix::libc;
 use std::io;
 
-/// A system call the program is refused, and the error it gets instead.
+/// System calls the program is refused, and the error each gets instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub syscall: u32,
+    pub syscalls: &'static [u32],
     pub errno: Errno,
 }
 
-/// `AUDIT_ARCH_X86_64`: the filter refuses the call only for this ABI
+/// `AUDIT_ARCH_X86_64`: the filter refuses the calls only for this ABI
 /// (a syscall number means something else on another one).
 const AUDIT_ARCH: u32 = 0xC000_003E;
 /// Offsets in `struct seccomp_data`.
@@ -43,44 +43,60 @@ fn jump_eq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// Installs the filter in the calling process. Only plain system calls
-/// (prctl, seccomp): safe between fork and exec.
-pub fn install(refusal: Refusal) -> io::Result<()> {
-    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let ret = libc::BPF_RET | libc::BPF_K;
-    let filter = [
-        stmt(load, ARCH),
-        jump_eq(AUDIT_ARCH, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(load, NR),
-        jump_eq(refusal.syscall, 0, 1),
-        stmt(
+/// A filter, built before fork so that installing it allocates nothing.
+#[derive(Clone, Debug)]
+pub struct Filter(Vec<libc::sock_filter>);
+
+impl Filter {
+    pub fn new(refusal: Refusal) -> Filter {
+        let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        let ret = libc::BPF_RET | libc::BPF_K;
+        let n = refusal.syscalls.len();
+        assert!(n < 200, "a short list of system calls");
+        let mut filter = vec![
+            stmt(load, ARCH),
+            jump_eq(AUDIT_ARCH, 1, 0),
+            stmt(ret, libc::SECCOMP_RET_ALLOW),
+            stmt(load, NR),
+        ];
+        // Each match jumps over the rest of the list and the "allow" to
+        // the "refuse" at the end.
+        for (i, &syscall) in refusal.syscalls.iter().enumerate() {
+            filter.push(jump_eq(syscall, (n - i) as u8, 0));
+        }
+        filter.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+        filter.push(stmt(
             ret,
             libc::SECCOMP_RET_ERRNO | (refusal.errno as u32 & 0xffff),
-        ),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // Without root, a filter needs no_new_privs (it cannot be used to fool
-    // a setuid program); it changes nothing else here.
-    // SAFETY: plain prctl calls; `program` outlives the second one.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &program as *const libc::sock_fprog,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        ));
+        Filter(filter)
     }
-    Ok(())
+
+    /// Installs the filter in the calling process. Only plain system calls
+    /// (prctl): safe between fork and exec.
+    pub fn install(&self) -> io::Result<()> {
+        let program = libc::sock_fprog {
+            len: self.0.len() as u16,
+            filter: self.0.as_ptr() as *mut libc::sock_filter,
+        };
+        // Without root, a filter needs no_new_privs (it cannot be used to
+        // fool a setuid program); it changes nothing else here.
+        // SAFETY: plain prctl calls; `program` outlives the second one.
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &program as *const libc::sock_fprog,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -95,10 +111,10 @@ mod tests {
             match unsafe { nix::unistd::fork() }.expect("fork") {
                 nix::unistd::ForkResult::Child => {
                     let refusal = Refusal {
-                        syscall: libc::SYS_getppid as u32,
+                        syscalls: &[libc::SYS_getuid as u32, libc::SYS_getppid as u32],
                         errno,
                     };
-                    let code = match install(refusal) {
+                    let code = match Filter::new(refusal).install() {
                         Err(_) => 3,
                         Ok(()) => {
                             let ret = unsafe { libc::syscall(libc::SYS_getppid) };

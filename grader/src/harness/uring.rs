@@ -42,16 +42,16 @@ pub fn available() -> Result<(), String> {
 fn unavailable(errno: Errno) -> String {
     let why = match errno {
         Errno::EPERM => {
-            "EPERM: this process may not use io_uring: a container's seccomp profile blocks it (Docker's default \
+            "this process may not use io_uring: a container's seccomp profile blocks it (Docker's default \
              profile does, and so do Gradescope's containers), or kernel.io_uring_disabled is 2"
         }
         Errno::ENOSYS => {
-            "ENOSYS: this kernel has no io_uring (it needs Linux 5.1; this lab wants 5.19 or newer)"
+            "this kernel has no io_uring (it needs Linux 5.1; this lab wants 5.19 or newer)"
         }
         _ => "an unexpected error",
     };
     format!(
-        "io_uring is not available on this machine: the grader's own io_uring_setup failed with {why} ({errno}). \
+        "io_uring is not available on this machine: the grader's own io_uring_setup failed with {errno}: {why}. \
          Every check of this lab is skipped: no pass, no fail. Fix: grade on a Linux 6.x machine or VM with \
          `sysctl kernel.io_uring_disabled=0`; in Docker, run with a seccomp profile that allows io_uring_setup, \
          io_uring_enter and io_uring_register (docs/instructors.md, \"io_uring availability\")"

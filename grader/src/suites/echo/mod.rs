@@ -29,7 +29,7 @@ pub(crate) fn start(ctx: &Ctx) -> Result<Server, Verdict> {
     start_with(ctx, SpawnOptions::default())
 }
 
-fn start_with(ctx: &Ctx, options: SpawnOptions) -> Result<Server, Verdict> {
+pub(crate) fn start_with(ctx: &Ctx, options: SpawnOptions) -> Result<Server, Verdict> {
     let mut args: Vec<String> = ctx.lab.echo().args.iter().map(|a| a.to_string()).collect();
     args.extend(options.args.iter().cloned());
     ctx.start_server(SpawnOptions { args, ..options })

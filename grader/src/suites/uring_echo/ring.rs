@@ -1,36 +1,60 @@
 //! The server runs on io_uring, seen from /proc: a ring (its fd, or its
 //! mapping), no epoll instance, no SQPOLL thread, and a completion posted
 //! for the work of each line echoed, not plain reads and writes beside it.
+//! It is started with the socket calls the contract says it never makes
+//! (accept, recv, send and their kin) refused by a seccomp filter: a server
+//! that makes them itself cannot echo, one whose ring makes them cannot
+//! tell (io_uring's operations are not system calls of the process).
 
-use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
+use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, ensure, secs};
+use crate::harness::process::SpawnOptions;
+use crate::harness::seccomp::Refusal;
 use crate::harness::{proc, uring};
-use crate::suites::echo::{connect_many, discard_all, echo, start};
+use crate::suites::echo::{connect_many, discard_all, echo, start_with};
+use nix::errno::Errno;
 use std::time::Duration;
 
 pub(super) const USES_RING: Check = Check {
     name: "uses_ring",
     points: 8,
-    title: "the server runs on an io_uring (a ring fd or mapping), with no epoll instance and no SQPOLL thread; echoing 100 lines one at a time posts at least 100 completions and no plain read or write per line",
+    title: "the server runs on an io_uring (a ring fd or mapping), with no epoll instance and no SQPOLL thread; it echoes with accept, recv and send refused to its own calls (seccomp), and 100 lines echoed one at a time post at least 100 completions and no plain read or write",
     limit: secs(30),
     run: uses_ring,
     proven_by: &[
         broken("broken_uring_echo_uses_epoll", "no io_uring"),
         broken("broken_uring_echo_sqpoll", "SQPOLL"),
         broken("broken_uring_echo_poll_then_read", "plain read and write"),
+        broken(
+            "broken_uring_echo_poll_then_recv",
+            "system calls of its own",
+        ),
     ],
 };
 
 /// Lines echoed one at a time while the ring's counters are watched.
 const LINES: usize = 100;
 
+/// accept, accept4, sendto, recvfrom, sendmsg, recvmsg, recvmmsg and
+/// sendmmsg (x86_64): calls only a socket takes, which the contract says
+/// the server never makes itself. (read and write also take files: those
+/// are counted instead.)
+const SOCKET_CALLS: &[u32] = &[43, 288, 44, 45, 46, 47, 299, 307];
+
 fn uses_ring(ctx: &Ctx) -> Outcome {
-    let mut server = start(ctx)?;
+    let mut server = start_with(
+        ctx,
+        SpawnOptions {
+            refuse: Some(Refusal {
+                syscalls: SOCKET_CALLS,
+                errno: Errno::EPERM,
+            }),
+            ..SpawnOptions::default()
+        },
+    )?;
     let pid = server.pid();
-    let mut clients = connect_many(ctx, &server, 3)?;
-    for client in clients.iter_mut() {
-        echo(client, b"on the ring\n")?;
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // The ring is set up before the listening line: look before any client
+    // comes (a server that accepts by itself cannot, and may stop).
+    std::thread::sleep(Duration::from_millis(100));
     let targets = proc::fd_targets(pid);
     let rings = uring::ring_fds(pid);
     let mapped = uring::ring_mapped(pid);
@@ -40,13 +64,13 @@ fn uses_ring(ctx: &Ctx) -> Outcome {
         .map(|(fd, _)| format!("fd {fd}"))
         .collect();
     let threads = proc::thread_names(pid).unwrap_or_default();
-    server.alive("with 3 clients connected")?;
+    server.alive("once listening")?;
     ctx.note(format!(
         "ring fds: {rings:?}; ring mapped: {mapped}; epoll fds: {epolls:?}; threads: {threads:?}"
     ));
     ensure(!rings.is_empty() || mapped, || {
         Failure::new(format!(
-            "with 3 clients connected, the server has no io_uring: no fd links to {} in /proc/{pid}/fd and no ring is mapped in /proc/{pid}/maps{}",
+            "once listening, the server has no io_uring: no fd links to {} in /proc/{pid}/fd and no ring is mapped in /proc/{pid}/maps{}",
             uring::RING,
             if epolls.is_empty() {
                 String::new()
@@ -77,6 +101,21 @@ fn uses_ring(ctx: &Ctx) -> Outcome {
         .expected("no IORING_SETUP_SQPOLL")
         .cause("an SQPOLL ring (setup_sqpoll) has a kernel thread that busy-polls the submission queue, which the rule against busy-waiting forbids: submit with io_uring_enter (submit_and_wait)")
     })?;
+    let mut clients = connect_many(ctx, &server, 3)?;
+    for client in clients.iter_mut() {
+        echo(client, b"on the ring\n").map_err(|verdict| match verdict {
+            Verdict::Fail(failure) => Verdict::Fail(Failure {
+                summary: format!(
+                    "with accept, recv and send (and their kin) refused to the server's own calls (a seccomp filter: they fail with EPERM; the ring's operations are not affected): {}",
+                    failure.summary
+                ),
+                ..failure
+            }
+            .expected("the same echo: the ring accepts, receives and sends, the server never calls accept, recv or send itself")
+            .cause("the server accepts, receives or sends with system calls of its own (accept, recv, send: Rust's TcpStream::read and write are recv and send): submit them to the ring as opcode::Accept, Recv and Send, and act on their completions")),
+            skip => skip,
+        })?;
+    }
     let Some(&ring) = rings.first() else {
         ctx.note("no ring fd (closed after registering?): completions not counted");
         discard_all(clients);

@@ -33,7 +33,7 @@ fn refused_a_ring(ctx: &Ctx, errno: Errno) -> Outcome {
     let mut program = ctx.spawn(SpawnOptions {
         args: ctx.lab.echo().args.iter().map(|a| a.to_string()).collect(),
         refuse: Some(Refusal {
-            syscall: nr::IO_URING_SETUP as u32,
+            syscalls: &[nr::IO_URING_SETUP as u32],
             errno,
         }),
         ..SpawnOptions::default()
@@ -59,7 +59,7 @@ fn refused_a_ring(ctx: &Ctx, errno: Errno) -> Outcome {
             "one line on stderr naming what failed and why, and exit code 1, before listening",
         );
         if listened || status.is_none() {
-            failure.cause("the ring's setup failed and the server went on without it: check what IoUring::new returns (a raw io_uring_setup returns -errno, so a check for == -1 misses -EPERM), and set the ring up before the listening line")
+            failure.cause("the ring's setup failed and the server went on without it: check what IoUring::new returns (in C, liburing's io_uring_queue_init returns -errno: a check for == -1 catches -EPERM by accident and misses -ENOSYS; check for < 0), and set the ring up before the listening line")
         } else if stderr.contains("panicked") {
             failure.cause("the ring's setup failed and the program panicked (an unwrap or expect on IoUring::new): an unavailable io_uring is an expected error, reported in one line with exit code 1 (labkit::fail does that)")
         } else {
