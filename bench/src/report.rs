@@ -131,7 +131,7 @@ pub fn findings(points: &[Point], plan: &Plan) -> String {
             thousands(most)
         );
         for server in &servers {
-            let mut line = format!("  {server:<16}");
+            let mut line = format!("  {server:<width$}", width = name_width(&servers));
             for &active in &plan.active {
                 let from =
                     find(points, server, fewest, active).and_then(|p| p.outcome.as_ref().ok());
@@ -180,6 +180,16 @@ pub fn findings(points: &[Point], plan: &Plan) -> String {
     }
     out.push_str(&interfaces(points, plan, &servers));
     out
+}
+
+/// The width of the server column in the findings.
+fn name_width(servers: &[&str]) -> usize {
+    servers
+        .iter()
+        .map(|s| s.chars().count())
+        .chain([16])
+        .max()
+        .unwrap_or(16)
 }
 
 /// The interface each server waits with, as the course's table names it.
@@ -258,6 +268,7 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
     ) else {
         return out;
     };
+    let width = name_width(servers);
     let per_rt = |server: &str, active| {
         syscalls_at(points, server, fewest, active)
             .map_or("n/a".to_string(), |s| format!("{:.2}", s.per_round_trip()))
@@ -271,7 +282,7 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:<24} {:<16} {:>11} {:>11}  {:<20} KiB per idle connection",
+        "  {:<24} {:<width$} {:>11} {:>11}  {:<20} KiB per idle connection",
         "interface",
         "server",
         format!("{one} active"),
@@ -288,7 +299,7 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
         });
         let _ = writeln!(
             out,
-            "  {:<24} {:<16} {:>11} {:>11}  {:<20} {kib}",
+            "  {:<24} {:<width$} {:>11} {:>11}  {:<20} {kib}",
             interface(server),
             server,
             per_rt(server, one),
@@ -310,7 +321,7 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
         };
         let parts: Vec<String> = plan.active.iter().filter_map(|&a| at(a)).collect();
         if !parts.is_empty() {
-            let _ = writeln!(calls, "  {server:<16} {}", parts.join("; "));
+            let _ = writeln!(calls, "  {server:<width$} {}", parts.join("; "));
         }
     }
     if !calls.is_empty() {
@@ -355,12 +366,12 @@ fn cost_growth(
              flat (under 2x) for {}.",
             thousands(fewest),
             if grows.is_empty() {
-                "none".into()
+                "no server".into()
             } else {
                 grows.join(", ")
             },
             if flat.is_empty() {
-                "none".into()
+                "no server".into()
             } else {
                 flat.join(", ")
             }
