@@ -112,6 +112,9 @@ pub enum Fault {
     /// io_uring used as a better epoll: a poll request (`IORING_OP_POLL_ADD`) on a
     /// non-blocking socket, then a plain `read` or `write` when it completes.
     PollThenRead,
+    /// As [`Fault::PollThenRead`], with `recv` and `send` (`recvfrom`, `sendto`) instead
+    /// of `read` and `write`.
+    PollThenRecv,
 }
 
 /// Runs the echo server with the given fault, exiting 2 on a usage error and 1 on a fatal
@@ -218,7 +221,7 @@ struct Conn {
     close_submitted: bool,
     /// FAULT(ThreadRecv): asks this connection's helper thread for one receive.
     helper: Option<mpsc::Sender<usize>>,
-    /// FAULT(PollThenRead): receives and sends are polls, then plain reads and writes.
+    /// FAULT(PollThenRead, PollThenRecv): receives and sends are polls, then plain calls.
     poll_first: bool,
 }
 
@@ -246,7 +249,7 @@ impl Conn {
             shut: false,
             close_submitted: false,
             helper: None,
-            poll_first: fault == Fault::PollThenRead,
+            poll_first: matches!(fault, Fault::PollThenRead | Fault::PollThenRecv),
         }
     }
 
@@ -404,7 +407,7 @@ impl Conn {
     /// A completion of this connection's receive or send.
     fn on_done(&mut self, op: u64, mut res: i32, fault: Fault) {
         if self.poll_first && !self.dying {
-            match self.after_poll(op, res) {
+            match self.after_poll(op, res, fault) {
                 Some(done) => res = done,
                 None => {
                     // Would block: `progress` polls again.
@@ -466,19 +469,30 @@ impl Conn {
         }
     }
 
-    /// FAULT(PollThenRead): the poll of operation `op` completed with `polled` (the
-    /// events, or `-errno`): now the plain `read` or `write` it was for. Returns that
-    /// call's result as a completion's (bytes or `-errno`), or `None` if it would block.
-    fn after_poll(&mut self, op: u64, polled: i32) -> Option<i32> {
+    /// FAULT(PollThenRead, PollThenRecv): the poll of operation `op` completed with
+    /// `polled` (the events, or `-errno`): now the plain call it was for (`read` or
+    /// `write`; `recv` or `send` with PollThenRecv). Returns that call's result as a
+    /// completion's (bytes or `-errno`), or `None` if it would block.
+    fn after_poll(&mut self, op: u64, polled: i32, fault: Fault) -> Option<i32> {
         if polled < 0 {
             return Some(polled);
         }
-        // SAFETY: the connection owns the socket until its close completes.
-        let sock = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        let done = if op == OP_RECV {
-            nix::unistd::read(sock, &mut self.inbuf)
+        let out = &self.sending[self.kernel_done..self.kernel_len];
+        let done = if fault == Fault::PollThenRecv {
+            use nix::sys::socket::{MsgFlags, recv, send};
+            if op == OP_RECV {
+                recv(self.fd, &mut self.inbuf, MsgFlags::empty())
+            } else {
+                send(self.fd, out, MsgFlags::MSG_NOSIGNAL)
+            }
         } else {
-            nix::unistd::write(sock, &self.sending[self.kernel_done..self.kernel_len])
+            // SAFETY: the connection owns the socket until its close completes.
+            let sock = unsafe { BorrowedFd::borrow_raw(self.fd) };
+            if op == OP_RECV {
+                nix::unistd::read(sock, &mut self.inbuf)
+            } else {
+                nix::unistd::write(sock, out)
+            }
         };
         match done {
             Ok(n) => Some(n as i32),
@@ -698,8 +712,8 @@ impl Server {
     }
 
     fn accept_flags(&self) -> i32 {
-        if self.fault == Fault::PollThenRead {
-            // FAULT(PollThenRead): non-blocking sockets, as for epoll.
+        if matches!(self.fault, Fault::PollThenRead | Fault::PollThenRecv) {
+            // FAULT(PollThenRead, PollThenRecv): non-blocking sockets, as for epoll.
             return libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
         }
         libc::SOCK_CLOEXEC

@@ -1,0 +1,3 @@
+fn main() {
+    broken_uring::run(broken_uring::Fault::PollThenRecv)
+}
