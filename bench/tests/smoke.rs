@@ -285,6 +285,59 @@ fn without_perf_the_syscall_column_says_why() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Where io_uring is blocked (a container's seccomp profile: `EPERM`), a
+/// uring_echo server's points are a finding with the reason, not a failure,
+/// and the other servers are measured as usual.
+#[test]
+fn without_io_uring_the_uring_rows_say_why() {
+    use grader::harness::seccomp::{Filter, Refusal};
+    use std::os::unix::process::CommandExt;
+    const SETUP: &[u32] = &[nix::libc::SYS_io_uring_setup as u32];
+    let dir = out_dir("nouring");
+    let filter = Filter::new(Refusal {
+        syscalls: SETUP,
+        errno: nix::errno::Errno::EPERM,
+    });
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench"));
+    command.args([
+        "--servers",
+        "tokio",
+        "--lab",
+        "uring_echo",
+        "--bin",
+        env!("CARGO_BIN_EXE_bench_tokio_echo"),
+        "--idle",
+        "0",
+        "--active",
+        "1",
+        "--duration-ms",
+        "100",
+        "--warmup-ms",
+        "20",
+        "--no-syscalls",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    // SAFETY: installing the filter makes two prctl calls and allocates
+    // nothing (the filter was built before the fork).
+    unsafe {
+        command.pre_exec(move || filter.install());
+    }
+    let output = command.output().expect("run bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("yours (uring_echo)"))
+        .unwrap_or_default();
+    assert!(row.contains("n/a [1]"), "{stdout}");
+    assert!(
+        stdout.contains("[1] beyond this server's limits: io_uring is not available"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [
