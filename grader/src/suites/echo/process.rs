@@ -19,6 +19,7 @@ pub(super) const IDLE_CPU: Check = Check {
         broken("broken_poll_echo_busy_poll", "busy-waiting"),
         broken("broken_epoll_lt_busy_wait", "busy-waiting"),
         broken("broken_select_echo_zero_timeout", "busy-waiting"),
+        broken("broken_uring_echo_spin", "busy-waiting"),
     ],
 };
 
@@ -50,8 +51,17 @@ fn idle_cpu(ctx: &Ctx) -> Outcome {
             window.as_secs_f64()
         ))
         .expected("under 0.1 s: a server with nothing to do sleeps")
-        .cause("busy-waiting: the readiness call is given a timeout of 0 (or a tiny one) in a loop, or asked for POLLOUT/EPOLLOUT on sockets with nothing to send (they are always writable); wait with no timeout and ask only for what you need")
+        .cause(busy_waiting(ctx))
     })
+}
+
+/// The likely cause of a server that runs while it has nothing to do.
+fn busy_waiting(ctx: &Ctx) -> &'static str {
+    if ctx.lab.idle.syscalls == [nr::IO_URING_ENTER] {
+        "busy-waiting: the completion queue is peeked, or submit() called, in a loop that never waits, or the ring was set up with SQPOLL; submit and wait for the next completion in one call (submit_and_wait(1))"
+    } else {
+        "busy-waiting: the readiness call is given a timeout of 0 (or a tiny one) in a loop, or asked for POLLOUT/EPOLLOUT on sockets with nothing to send (they are always writable); wait with no timeout and ask only for what you need"
+    }
 }
 
 pub(super) const API: Check = Check {
@@ -67,6 +77,7 @@ pub(super) const API: Check = Check {
         broken("broken_epoll_lt_uses_ppoll", "ppoll"),
         broken("broken_select_echo_uses_poll", "ppoll"),
         broken("broken_async_echo_reactor_thread", "a helper thread"),
+        broken("broken_uring_echo_thread_recv", "threads"),
     ],
 };
 
@@ -163,7 +174,7 @@ fn api(ctx: &Ctx) -> Outcome {
             blocked.len()
         ))
         .expected(format!("asleep in {} almost all the time", idle.names))
-        .cause("busy-waiting: wait with no timeout, and only for the events you need")
+        .cause(busy_waiting(ctx))
     })
 }
 
