@@ -136,3 +136,15 @@ fn same_or_update(stub: &str, expected: String) {
         );
     }
 }
+
+/// The uring_echo stub's `op.rs` (the user_data encoding, given ready-made)
+/// is the solution's, byte for byte: a TA compares the two file by file.
+#[test]
+fn the_uring_echo_stub_has_the_solution_s_user_data_encoding() {
+    let solution = read("solutions/uring_echo/src/op.rs");
+    let stub = read("labs/uring_echo/src/op.rs");
+    assert!(
+        stub == solution,
+        "labs/uring_echo/src/op.rs differs from solutions/uring_echo/src/op.rs: the stub gives it ready-made, so copy the solution's"
+    );
+}
