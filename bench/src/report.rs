@@ -286,7 +286,11 @@ fn interfaces(points: &[Point], plan: &Plan, servers: &[&str]) -> String {
         "interface",
         "server",
         format!("{one} active"),
-        format!("{many} active"),
+        if many > one {
+            format!("{many} active")
+        } else {
+            String::new()
+        },
         "RTT p50 growth",
     );
     for server in servers {
