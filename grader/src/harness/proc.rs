@@ -96,15 +96,35 @@ pub fn syscall(pid: i32) -> Option<SyscallState> {
 ///
 /// The kernel's io_uring workers (`iou-wrk-PID`) are not counted: they are
 /// the kernel's threads, started for the program's ring, and linger for
-/// seconds. Anything else the process runs, an SQPOLL thread
-/// (`iou-sqp-PID`) included, is.
+/// seconds. They are told by the kernel's own mark (`PF_IO_WORKER` in the
+/// task's flags), not only by a name a thread can give itself. Anything
+/// else the process runs, an SQPOLL thread (`iou-sqp-PID`) included, is.
 pub fn threads(pid: i32) -> Option<usize> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     Some(
-        thread_names(pid)?
-            .iter()
-            .filter(|name| !name.starts_with("iou-wrk-"))
+        tasks
+            .filter_map(|task| task.ok())
+            .filter(|task| !is_io_worker(&task.path()))
             .count(),
     )
+}
+
+/// `PF_IO_WORKER`: the kernel started this thread for an io_uring.
+const PF_IO_WORKER: u64 = 0x10;
+
+/// Whether the task at `/proc/PID/task/TID` is one of io_uring's worker
+/// threads: named `iou-wrk-*` and marked by the kernel as an io thread.
+fn is_io_worker(task: &std::path::Path) -> bool {
+    let named = fs::read_to_string(task.join("comm")).is_ok_and(|c| c.starts_with("iou-wrk-"));
+    named && task_flags(task).is_some_and(|flags| flags & PF_IO_WORKER != 0)
+}
+
+/// The task's `flags` (the 9th field of its stat; the name before it may
+/// hold spaces and parentheses, so fields are counted after its last `)`).
+fn task_flags(task: &std::path::Path) -> Option<u64> {
+    let stat = fs::read_to_string(task.join("stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6)?.parse().ok()
 }
 
 /// The name (`comm`) of each of the process's threads.
