@@ -234,6 +234,25 @@ pub static LABS: &[Lab] = &[
         budget: secs(90),
     },
     Lab {
+        name: "sigio_udp",
+        summary: "UDP echo server driven by SIGIO: signal-driven I/O, draining until EAGAIN, waiting with sigsuspend",
+        idle: Idle {
+            syscalls: &[nr::RT_SIGSUSPEND, nr::PAUSE, nr::RT_SIGTIMEDWAIT],
+            names: "rt_sigsuspend, pause or rt_sigtimedwait",
+            call: "sigsuspend",
+            how: "block SIGIO while receiving until EAGAIN, then wait for it with sigsuspend(old mask)",
+        },
+        suites: &[&suites::sigio_udp::SUITE],
+        echo: None,
+        trigger: None,
+        stub: "sigio_udp",
+        solution: "sigio_udp_solution",
+        broken: "broken_datagram",
+        correct: &["correct_sigio_udp", "grader/tests/impls/sigio_udp.py"],
+        bench: false,
+        budget: secs(60),
+    },
+    Lab {
         name: "select_telnet",
         summary: "telnet-like client multiplexing stdin and a socket with select(2)",
         idle: Idle {

@@ -4,6 +4,7 @@ use super::{Failure, Lab, Outcome, Verdict};
 use crate::harness::client::{Client, ClientOptions};
 use crate::harness::process::{Program, Registry, SpawnOptions};
 use crate::harness::transcript::Transcript;
+use crate::harness::udp::Peer;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,6 +141,14 @@ impl Ctx {
                 ..ClientOptions::default()
             },
         )
+    }
+
+    /// A UDP peer of the grader's on `ip` (a port the kernel picks), whose
+    /// datagrams go in the transcript under a client id of its own.
+    pub fn udp_peer(&self, ip: Ipv4Addr) -> Result<Peer, Verdict> {
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        Peer::bind(ip, id, &self.log)
+            .map_err(|err| super::grader_error(format!("cannot bind a UDP socket on {ip}: {err}")))
     }
 
     pub(crate) fn render(&self, failure: &Failure) -> String {

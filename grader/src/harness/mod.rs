@@ -2,7 +2,7 @@
 //! program under test ([`process`]), reading its state from /proc
 //! ([`proc`]) and, for one TCP socket, from the kernel's sock_diag
 //! ([`diag`]) and an io_uring's fdinfo ([`uring`]), refusing it a system
-//! call ([`seccomp`]), talking to it as a client ([`client`]), recording what moved
+//! call ([`seccomp`]), talking to it as a TCP client ([`client`]) or a UDP peer ([`udp`]), recording what moved
 //! ([`transcript`]) and writing it as text ([`text`]). The bench uses it too.
 
 pub mod client;
@@ -13,4 +13,5 @@ pub mod process;
 pub mod seccomp;
 pub mod text;
 pub mod transcript;
+pub mod udp;
 pub mod uring;

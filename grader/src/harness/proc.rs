@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 /// What `/proc/PID/syscall` says.
@@ -38,6 +39,9 @@ pub mod nr {
     pub const PPOLL: u64 = 271;
     pub const EPOLL_PWAIT: u64 = 281;
     pub const ACCEPT4: u64 = 288;
+    pub const PAUSE: u64 = 34;
+    pub const RT_SIGTIMEDWAIT: u64 = 128;
+    pub const RT_SIGSUSPEND: u64 = 130;
     pub const IO_URING_SETUP: u64 = 425;
     pub const IO_URING_ENTER: u64 = 426;
     pub const EPOLL_PWAIT2: u64 = 441;
@@ -68,6 +72,9 @@ pub fn syscall_name(number: u64) -> String {
         nr::ACCEPT4 => "accept4",
         nr::EPOLL_PWAIT2 => "epoll_pwait2",
         nr::IO_URING_SETUP => "io_uring_setup",
+        nr::PAUSE => "pause",
+        nr::RT_SIGTIMEDWAIT => "rt_sigtimedwait",
+        nr::RT_SIGSUSPEND => "rt_sigsuspend",
         nr::IO_URING_ENTER => "io_uring_enter",
         _ => return format!("syscall {number}"),
     };
@@ -454,6 +461,85 @@ pub fn socket_inode(target: &str) -> Option<u64> {
         .ok()
 }
 
+/// `O_ASYNC` in the `flags:` of /proc/PID/fdinfo: signal-driven I/O.
+pub const O_ASYNC: u32 = 0o20000;
+
+/// The signals the process catches (a handler installed): `SigCgt` in
+/// /proc/PID/status, bit `n - 1` for signal `n`.
+pub fn signals_caught(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))?;
+    u64::from_str_radix(mask.trim(), 16).ok()
+}
+
+/// One of the process's IPv4 TCP or UDP sockets, from /proc/PID/net/tcp
+/// and udp, matched to its fd by inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InetSocket {
+    pub fd: i32,
+    pub udp: bool,
+    pub local: SocketAddrV4,
+    /// TCP's state (`0A` is LISTEN); 07 for an unconnected UDP socket.
+    pub state: u8,
+    /// Bytes waiting to be received (a UDP socket's whole datagrams).
+    pub rx_queue: u64,
+}
+
+/// The process's IPv4 TCP and UDP sockets.
+pub fn inet_sockets(pid: i32) -> Vec<InetSocket> {
+    let fds: HashMap<u64, i32> = fd_targets(pid)
+        .into_iter()
+        .filter_map(|(fd, target)| Some((socket_inode(&target)?, fd)))
+        .collect();
+    let mut sockets = Vec::new();
+    for (file, udp) in [("net/tcp", false), ("net/udp", true)] {
+        let Some(text) = read(pid, file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            if let Some((inode, socket)) = parse_inet_line(line, udp)
+                && let Some(&fd) = fds.get(&inode)
+            {
+                sockets.push(InetSocket { fd, ..socket });
+            }
+        }
+    }
+    sockets.sort_by_key(|s| s.fd);
+    sockets
+}
+
+/// Bytes waiting in the process's UDP sockets, all of them together.
+pub fn udp_rx_queue(pid: i32) -> Option<u64> {
+    let sockets: Vec<InetSocket> = inet_sockets(pid).into_iter().filter(|s| s.udp).collect();
+    (!sockets.is_empty()).then(|| sockets.iter().map(|s| s.rx_queue).sum())
+}
+
+/// `  1: 0100007F:1F90 00000000:0000 07 00000000:00000000 ... inode`:
+/// the inode and the socket (its fd still unknown).
+fn parse_inet_line(line: &str, udp: bool) -> Option<(u64, InetSocket)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (ip, port) = words.get(1)?.split_once(':')?;
+    // The address is the kernel's network-order u32 printed as a native one.
+    let ip = Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let state = u8::from_str_radix(words.get(3)?, 16).ok()?;
+    let (_, rx) = words.get(4)?.split_once(':')?;
+    let rx_queue = u64::from_str_radix(rx, 16).ok()?;
+    let inode = words.get(9)?.parse().ok()?;
+    Some((
+        inode,
+        InetSocket {
+            fd: -1,
+            udp,
+            local: SocketAddrV4::new(ip, port),
+            state,
+            rx_queue,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,5 +676,24 @@ mod tests {
             .and_then(|(_, target)| socket_inode(&target))
             .unwrap();
         assert_eq!(tcp_socket_states(pid).get(&inode), Some(&TCP_LISTEN));
+    }
+
+    #[test]
+    fn a_udp_socket_is_found_by_its_fd_with_its_address_and_queue() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        sender.send_to(b"waiting", addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let pid = std::process::id() as i32;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        let found = inet_sockets(pid)
+            .into_iter()
+            .find(|s| s.fd == fd)
+            .expect("the socket, by its fd");
+        assert!(found.udp);
+        assert_eq!(std::net::SocketAddr::V4(found.local), addr);
+        assert!(found.rx_queue > 0, "{found:?}");
+        assert!(udp_rx_queue(pid).unwrap() > 0);
     }
 }

@@ -54,6 +54,10 @@ impl Transcript {
             last.tail.drain(..excess);
             return;
         }
+        self.entry(client, kind, data);
+    }
+
+    fn entry(&mut self, client: usize, kind: Kind, data: &[u8]) {
         self.push(Entry {
             client,
             kind,
@@ -62,6 +66,16 @@ impl Transcript {
             tail: data[data.len().saturating_sub(TAIL)..].to_vec(),
             text: String::new(),
         });
+    }
+
+    /// A datagram sent by the grader: an entry of its own, never merged
+    /// with the one before (datagrams keep their bounds).
+    pub fn sent_datagram(&mut self, client: usize, data: &[u8]) {
+        self.entry(client, Kind::Sent, data);
+    }
+
+    pub fn received_datagram(&mut self, client: usize, data: &[u8]) {
+        self.entry(client, Kind::Received, data);
     }
 
     pub fn sent(&mut self, client: usize, data: &[u8]) {

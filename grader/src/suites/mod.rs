@@ -8,5 +8,6 @@ pub mod epoll;
 pub mod nonblocking_read;
 pub mod select_echo;
 pub mod select_telnet;
+pub mod sigio_udp;
 pub mod timeouts;
 pub mod uring_echo;

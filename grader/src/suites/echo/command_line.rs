@@ -31,7 +31,8 @@ pub(super) const USAGE: Check = Check {
 };
 
 /// Command lines the contract calls usage errors.
-const BAD: &[&[&str]] = &[
+/// Command lines every server refuses (its own flags aside).
+pub(crate) const BAD: &[&[&str]] = &[
     &["--no-such-flag"],
     &["--port", "http"],
     &["--port"],
@@ -65,7 +66,7 @@ fn usage(ctx: &Ctx) -> Outcome {
 
 /// `args` must end the program with exit code 2 and a message on stderr,
 /// and no `listening on` line; `why` is the likely cause if they are taken.
-fn refused(ctx: &Ctx, args: &[&str], why: Option<&str>) -> Outcome {
+pub(crate) fn refused(ctx: &Ctx, args: &[&str], why: Option<&str>) -> Outcome {
     let shown = args.join(" ");
     let mut program = ctx.spawn(SpawnOptions {
         args: args.iter().map(|a| a.to_string()).collect(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub(crate) mod command_line;
 mod connections;
 mod load;
-mod process;
+pub(crate) mod process;
 mod protocol;
 
 /// Starts the server the way every echo check does, with the lab's extra

@@ -3,7 +3,7 @@
 //! flags, the address it listens on, and its fd count as clients come and go.
 
 use super::{SHORT, connect_many, discard_all, echo, send, start};
-use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs, within};
+use crate::check::{Check, Ctx, Failure, Outcome, Server, broken, ensure, secs, within};
 use crate::harness::client::probe_connect;
 use crate::harness::proc::{self, SyscallState, nr, syscall_name};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -82,13 +82,22 @@ pub(super) const API: Check = Check {
 };
 
 fn api(ctx: &Ctx) -> Outcome {
-    let idle = &ctx.lab.idle;
     let mut server = start(ctx)?;
-    let pid = server.pid();
     let mut clients = connect_many(ctx, &server, 5)?;
     for client in clients.iter_mut() {
         echo(client, b"then idle\n")?;
     }
+    asleep_in_idle_call(ctx, &mut server, "with 5 clients connected")?;
+    discard_all(clients);
+    Ok(())
+}
+
+/// Samples where the server sleeps while it has nothing to do (`during`
+/// says when, for messages): it must sleep in the lab's idle call, with
+/// one thread and no child process.
+pub(crate) fn asleep_in_idle_call(ctx: &Ctx, server: &mut Server, during: &str) -> Outcome {
+    let idle = &ctx.lab.idle;
+    let pid = server.pid();
     std::thread::sleep(Duration::from_millis(200));
     let mut blocked = Vec::new();
     let mut running = 0;
@@ -109,7 +118,6 @@ fn api(ctx: &Ctx) -> Outcome {
     }
     let children = proc::children(pid);
     server.alive("while idle")?;
-    discard_all(clients);
     let mut seen: Vec<(u64, usize)> = Vec::new();
     for &number in &blocked {
         match seen.iter_mut().find(|(n, _)| *n == number) {
@@ -130,7 +138,7 @@ fn api(ctx: &Ctx) -> Outcome {
         }
     ));
     ensure(max_threads == 1, || {
-        Failure::new(format!("with 5 clients connected, the server has {max_threads} threads"))
+        Failure::new(format!("{during}, the server has {max_threads} threads"))
             .expected("one thread serving every client")
             .cause(match max_threads {
                 2 if sqpoll => "the second thread is io_uring's submission-polling kernel thread (iou-sqp): an IORING_SETUP_SQPOLL ring busy-polls its queue; submit with io_uring_enter instead".to_string(),
@@ -142,7 +150,7 @@ fn api(ctx: &Ctx) -> Outcome {
             })
     })?;
     ensure(children.is_empty(), || {
-        Failure::new(format!("with 5 clients connected, the server has child processes: {children:?}"))
+        Failure::new(format!("{during}, the server has child processes: {children:?}"))
             .expected("one process, one thread")
             .cause("a process per client (fork) is what this lab replaces: serve every socket from one loop")
     })?;

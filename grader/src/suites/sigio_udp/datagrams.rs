@@ -1,0 +1,264 @@
+//! What comes back: every size, empty datagrams, many
+//! senders at once, a burst behind one signal, and thousands of round trips
+//! that lose nothing.
+
+use super::{SHORT, describe, expect_reply, peer, round_trip, send, start};
+use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
+use crate::harness::proc::{self, SyscallState, syscall_name};
+use crate::harness::text::thousands;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+pub(super) const SIZES: Check = Check {
+    name: "sizes",
+    points: 16,
+    title: "datagrams of 0, 1, 1472, 8192 and 65,507 bytes come back unchanged, one reply each, from the address in the listening line; three sent back to back come back as three",
+    limit: secs(30),
+    run: sizes,
+    proven_by: &[
+        broken("broken_sigio_udp_small_buffer", "cut short"),
+        broken("broken_sigio_udp_other_socket", "another address"),
+    ],
+};
+
+/// Bytes that show where a reply went wrong: position-dependent.
+fn pattern(size: usize, seed: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| b'a' + ((i * 7 + seed) % 26) as u8)
+        .collect()
+}
+
+fn sizes(ctx: &Ctx) -> Outcome {
+    let mut server = start(ctx)?;
+    let peer = peer(ctx, 1)?;
+    for (seed, size) in [0, 1, 1472, 8192, 65_507].into_iter().enumerate() {
+        round_trip(&peer, &server, &pattern(size, seed))?;
+    }
+    // Datagrams keep their bounds: three in a row are three replies.
+    let three: Vec<Vec<u8>> = (0..3).map(|i| pattern(100 + i, i)).collect();
+    for datagram in &three {
+        send(&peer, &server, datagram)?;
+    }
+    for datagram in &three {
+        let got = peer.recv_by(Instant::now() + SHORT);
+        expect_reply(&peer, &server, datagram, &got)?;
+    }
+    server.alive("after datagrams of every size")
+}
+
+pub(super) const EMPTY_DATAGRAM: Check = Check {
+    name: "empty_datagram",
+    points: 10,
+    title: "an empty datagram comes back as an empty datagram, between the replies to the datagrams around it, and the server goes on serving",
+    limit: secs(20),
+    run: empty_datagram,
+    proven_by: &[
+        broken(
+            "broken_sigio_udp_drops_empty",
+            "an empty datagram is a datagram",
+        ),
+        broken("broken_sigio_udp_empty_is_eof", "not an end of input"),
+    ],
+};
+
+fn empty_datagram(ctx: &Ctx) -> Outcome {
+    let mut server = start(ctx)?;
+    let peer = peer(ctx, 1)?;
+    for datagram in [&b"before"[..], b"", b"after"] {
+        send(&peer, &server, datagram)?;
+    }
+    for datagram in [&b"before"[..], b"", b"after"] {
+        let got = peer.recv_by(Instant::now() + SHORT);
+        let wrong = expect_reply(&peer, &server, datagram, &got);
+        if wrong.is_err() && datagram.is_empty() {
+            let ended = server.program.check_alive().err();
+            return Err(Failure::new(format!(
+                "c{} sent \"before\", an empty datagram, then \"after\"; for the empty one it {}{}",
+                peer.id,
+                describe(&got, SHORT),
+                ended.map(|how| format!(", and the server stopped: {how}")).unwrap_or_default()
+            ))
+            .expected(format!("an empty datagram back from {}, then \"after\"", server.addr))
+            .cause(if server.program.check_alive().is_err() {
+                "an empty datagram is not an end of input: UDP has no connection to end, and recvfrom returning 0 only means a datagram of 0 bytes came (its sender is in the address)"
+            } else {
+                "an empty datagram is a datagram: recvfrom returned 0 bytes and an address, so send 0 bytes back to that address (only EAGAIN means nothing is left)"
+            })
+            .transcript(&[peer.id])
+            .into());
+        }
+        wrong?;
+    }
+    round_trip(&peer, &server, b"still here?")?;
+    server.alive("after an empty datagram")
+}
+
+pub(super) const MANY_SENDERS: Check = Check {
+    name: "many_senders",
+    points: 12,
+    title: "five senders on five addresses send 20 datagrams each, interleaved; each gets exactly its own replies, in order, from the server's address",
+    limit: secs(30),
+    run: many_senders,
+    proven_by: &[broken("broken_sigio_udp_first_sender", "its sender")],
+};
+
+fn many_senders(ctx: &Ctx) -> Outcome {
+    const SENDERS: u8 = 5;
+    const EACH: usize = 20;
+    let mut server = start(ctx)?;
+    let peers = (0..SENDERS)
+        .map(|i| peer(ctx, 10 + i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let datagram = |p: usize, k: usize| format!("sender {p} datagram {k}").into_bytes();
+    for k in 0..EACH {
+        for (p, peer) in peers.iter().enumerate() {
+            send(peer, &server, &datagram(p, k))?;
+        }
+    }
+    for (p, peer) in peers.iter().enumerate() {
+        let got = peer.recv_up_to(EACH, Instant::now() + SHORT);
+        let expected: Vec<Vec<u8>> = (0..EACH).map(|k| datagram(p, k)).collect();
+        let all_from_server = got.iter().all(|d| d.from == server.addr);
+        let data: Vec<&[u8]> = got.iter().map(|d| d.data.as_slice()).collect();
+        let own = data.iter().zip(&expected).all(|(a, b)| a == b);
+        let foreign = data
+            .iter()
+            .filter(|d| !d.starts_with(format!("sender {p} ").as_bytes()))
+            .count();
+        ensure(got.len() == EACH && own && all_from_server, || {
+            Failure::new(format!(
+                "{} senders each sent {EACH} datagrams, interleaved; c{} (sender {p}, {}) got {} replies, {foreign} of them another sender's{}",
+                SENDERS,
+                peer.id,
+                peer.addr,
+                got.len(),
+                if all_from_server { String::new() } else { ", some not from the server's address".into() }
+            ))
+            .expected(format!("its own {EACH} datagrams back, in order, from {}", server.addr))
+            .cause(if foreign > 0 || got.len() < EACH {
+                "each reply goes to its sender: sendto the address recvfrom returned with that very datagram (not the first sender's, not a saved one)"
+            } else {
+                "the replies came back out of order or changed: send each datagram back as soon as it is received, unchanged"
+            })
+            .transcript(&[peer.id])
+        })?;
+    }
+    server.alive("with five senders")
+}
+
+pub(super) const BURST: Check = Check {
+    name: "burst",
+    points: 14,
+    title: "100 datagrams sent while the server is stopped (SIGSTOP, then SIGCONT) all come back, in order: one SIGIO stands for all of them",
+    limit: secs(30),
+    run: burst,
+    proven_by: &[broken("broken_sigio_udp_no_drain", "signals do not queue")],
+};
+
+/// The burst: 100 datagrams of 64 bytes. Each costs about 1 KiB of the
+/// server's receive buffer (the kernel counts its bookkeeping, not only its
+/// bytes); the default buffer (about 208 KiB) holds about 256 of them, so a
+/// correct server never loses one on loopback, and a server that reads one
+/// datagram per signal loses 99.
+const BURST_SIZE: usize = 100;
+
+fn burst(ctx: &Ctx) -> Outcome {
+    let mut server = start(ctx)?;
+    let peer = peer(ctx, 1)?;
+    round_trip(&peer, &server, b"warm up")?;
+    let datagram = |k: usize| format!("burst {k:03} {}", "x".repeat(54)).into_bytes();
+    server.program.signal(Signal::SIGSTOP);
+    let sent: Outcome = (0..BURST_SIZE).try_for_each(|k| send(&peer, &server, &datagram(k)));
+    server.program.signal(Signal::SIGCONT);
+    sent?;
+    let got = peer.recv_up_to(BURST_SIZE, Instant::now() + SHORT);
+    server.alive("after the burst")?;
+    let in_order = got
+        .iter()
+        .enumerate()
+        .all(|(k, d)| d.data == datagram(k) && d.from == server.addr);
+    ctx.note(format!("{} of {BURST_SIZE} replies", got.len()));
+    ensure(got.len() == BURST_SIZE && in_order, || {
+        Failure::new(format!(
+            "c{} sent {BURST_SIZE} datagrams of 64 bytes while the server was stopped (SIGSTOP), then let it run (SIGCONT); {} replies came back within {} s{}",
+            peer.id,
+            got.len(),
+            SHORT.as_secs(),
+            if got.len() == BURST_SIZE { ", not in the order sent" } else { "" }
+        ))
+        .expected(format!("all {BURST_SIZE} back, in order"))
+        .cause(if got.len() < BURST_SIZE {
+            "signals do not queue: the 100 datagrams raised one SIGIO, so each time the server wakes it must receive until EAGAIN (recvfrom on the non-blocking socket), not one datagram per signal"
+        } else {
+            "send each datagram back as soon as it is received, in the order received"
+        })
+        .transcript(&[peer.id])
+    })
+}
+
+pub(super) const LOST_SIGNAL: Check = Check {
+    name: "lost_signal",
+    points: 8,
+    title: "20,000 round trips, one datagram at a time: every reply comes (SIGIO is blocked from the last EAGAIN until the wait, so no signal falls between them)",
+    limit: secs(60),
+    run: lost_signal,
+    proven_by: &[broken("broken_sigio_udp_unmasked_pause", "lost")],
+};
+
+const ROUND_TRIPS: usize = 20_000;
+
+fn lost_signal(ctx: &Ctx) -> Outcome {
+    let mut server = start(ctx)?;
+    let pid = server.pid();
+    let peer = peer(ctx, 1)?;
+    let started = Instant::now();
+    for k in 0..ROUND_TRIPS {
+        let data = format!("{k}").into_bytes();
+        send(&peer, &server, &data)?;
+        let wait = Duration::from_secs(1);
+        let got = peer.recv_by(Instant::now() + wait);
+        if got.is_none() {
+            // Is the datagram waiting in the server's socket while it sleeps?
+            let asleep = match proc::syscall(pid) {
+                Some(SyscallState::Blocked(n)) => format!("asleep in {}", syscall_name(n)),
+                Some(SyscallState::Running) => "running".to_string(),
+                None => "gone".to_string(),
+            };
+            let waiting = proc::udp_rx_queue(pid);
+            server.alive("during the round trips")?;
+            return Err(Failure::new(format!(
+                "round trip {} of {}: c{} sent {:?} and got no reply within 1 s; the server was {asleep}{}",
+                thousands(k + 1),
+                thousands(ROUND_TRIPS),
+                peer.id,
+                String::from_utf8_lossy(&data),
+                match waiting {
+                    Some(bytes) if bytes > 0 => format!(", with {bytes} bytes waiting in its socket"),
+                    _ => String::new(),
+                }
+            ))
+            .expected("a reply to every datagram")
+            .cause("a lost wake-up: the SIGIO for this datagram came after the server's last recvfrom said EAGAIN but before it went to sleep, so it slept with a datagram waiting; block SIGIO while receiving, and wait with sigsuspend(old mask), which unblocks it and sleeps in one step")
+            .into());
+        }
+        let got = got.expect("checked");
+        if got.data != data {
+            return Err(Failure::new(format!(
+                "round trip {}: c{} sent {:?}, {}",
+                k + 1,
+                peer.id,
+                String::from_utf8_lossy(&data),
+                describe(&Some(got), wait)
+            ))
+            .expected("its own datagram back")
+            .cause("a reply to an earlier datagram came late, or twice: one reply per datagram, as soon as it is received")
+            .into());
+        }
+    }
+    ctx.note(format!(
+        "{} round trips in {:.1} s",
+        thousands(ROUND_TRIPS),
+        started.elapsed().as_secs_f64()
+    ));
+    server.alive("after the round trips")
+}
