@@ -9,7 +9,7 @@ mod args;
 mod net;
 
 pub use args::{Args, EchoArgs};
-pub use net::{announce, bind_loopback, raise_fd_limit};
+pub use net::{announce, announce_udp, bind_loopback, bind_udp_loopback, raise_fd_limit};
 
 use std::fmt::Display;
 use std::process::exit;

@@ -1,10 +1,11 @@
-//! The listening socket and the fd limit, set up the way every server lab needs.
+//! The listening socket (TCP or UDP) and the fd limit, set up the way every
+//! server lab needs.
 
 use crate::OrFail;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 /// Raises the soft limit on open files to the hard limit.
 ///
@@ -31,9 +32,27 @@ pub fn bind_loopback(port: u16) -> TcpListener {
     socket.into()
 }
 
+/// Binds a UDP socket to 127.0.0.1:`port` (0: any free port). Exits 1 on failure.
+///
+/// No SO_REUSEADDR here: on UDP it would let a second server bind the same
+/// port and silently share its datagrams. Like `bind_loopback`, the socket is
+/// left in blocking mode: how it is told of datagrams is the lab's subject.
+pub fn bind_udp_loopback(port: u16) -> UdpSocket {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    UdpSocket::bind(addr).or_fail(format_args!("cannot listen on {addr} (UDP)"))
+}
+
 /// Prints the `listening on 127.0.0.1:PORT` line graders wait for, and flushes it.
 pub fn announce(listener: &TcpListener) {
-    let addr = listener.local_addr().or_fail("getsockname");
+    announce_addr(listener.local_addr().or_fail("getsockname"));
+}
+
+/// `announce` for a UDP server: the line names the socket's UDP port.
+pub fn announce_udp(socket: &UdpSocket) {
+    announce_addr(socket.local_addr().or_fail("getsockname"));
+}
+
+fn announce_addr(addr: SocketAddr) {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {addr}")
         .and_then(|()| stdout.flush())
