@@ -199,66 +199,69 @@ fn burst(ctx: &Ctx) -> Outcome {
 pub(super) const LOST_SIGNAL: Check = Check {
     name: "lost_signal",
     points: 8,
-    title: "20,000 round trips, one datagram at a time: every reply comes (SIGIO is blocked from the last EAGAIN until the wait, so no signal falls between them)",
+    title: "10,000 pairs of datagrams, the second sent 0 to 40 µs after the first: both replies always come (SIGIO is blocked from the last EAGAIN until the wait, so no signal falls between them)",
     limit: secs(60),
     run: lost_signal,
-    proven_by: &[broken("broken_sigio_udp_unmasked_pause", "lost")],
+    proven_by: &[broken("broken_sigio_udp_unmasked_pause", "lost wake-up")],
 };
 
-const ROUND_TRIPS: usize = 20_000;
+/// Pairs of datagrams sent; the second of each pair follows the first by
+/// a delay that sweeps [`SWEEP`] in steps of [`STEP`], so that some of them
+/// arrive just as the server, done with the first, finds nothing left and
+/// goes to sleep: the moment a signal that is not blocked is lost.
+const PAIRS: usize = 10_000;
+const SWEEP: Duration = Duration::from_micros(40);
+const STEP: Duration = Duration::from_nanos(200);
 
 fn lost_signal(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let pid = server.pid();
     let peer = peer(ctx, 1)?;
     let started = Instant::now();
-    for k in 0..ROUND_TRIPS {
-        let data = format!("{k}").into_bytes();
-        send(&peer, &server, &data)?;
+    let steps = (SWEEP.as_nanos() / STEP.as_nanos()) as u32;
+    for k in 0..PAIRS {
+        let delay = STEP * (k as u32 % steps);
+        let (first, second) = (format!("{k} first"), format!("{k} second"));
+        send(&peer, &server, first.as_bytes())?;
+        let sent = Instant::now();
+        // A busy wait: sleeping takes far longer than these microseconds.
+        while sent.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+        send(&peer, &server, second.as_bytes())?;
         let wait = Duration::from_secs(1);
-        let got = peer.recv_by(Instant::now() + wait);
-        if got.is_none() {
-            // Is the datagram waiting in the server's socket while it sleeps?
-            let asleep = match proc::syscall(pid) {
-                Some(SyscallState::Blocked(n)) => format!("asleep in {}", syscall_name(n)),
-                Some(SyscallState::Running) => "running".to_string(),
-                None => "gone".to_string(),
-            };
-            let waiting = proc::udp_rx_queue(pid);
-            server.alive("during the round trips")?;
-            return Err(Failure::new(format!(
-                "round trip {} of {}: c{} sent {:?} and got no reply within 1 s; the server was {asleep}{}",
-                thousands(k + 1),
-                thousands(ROUND_TRIPS),
-                peer.id,
-                String::from_utf8_lossy(&data),
-                match waiting {
-                    Some(bytes) if bytes > 0 => format!(", with {bytes} bytes waiting in its socket"),
-                    _ => String::new(),
-                }
-            ))
-            .expected("a reply to every datagram")
-            .cause("a lost wake-up: the SIGIO for this datagram came after the server's last recvfrom said EAGAIN but before it went to sleep, so it slept with a datagram waiting; block SIGIO while receiving, and wait with sigsuspend(old mask), which unblocks it and sleeps in one step")
-            .into());
+        let got = peer.recv_up_to(2, Instant::now() + wait);
+        if got.len() == 2 && got[0].data == first.as_bytes() && got[1].data == second.as_bytes() {
+            continue;
         }
-        let got = got.expect("checked");
-        if got.data != data {
-            return Err(Failure::new(format!(
-                "round trip {}: c{} sent {:?}, {}",
-                k + 1,
-                peer.id,
-                String::from_utf8_lossy(&data),
-                describe(&Some(got), wait)
-            ))
-            .expected("its own datagram back")
-            .cause("a reply to an earlier datagram came late, or twice: one reply per datagram, as soon as it is received")
-            .into());
-        }
+        let asleep = match proc::syscall(pid) {
+            Some(SyscallState::Blocked(n)) => format!("asleep in {}", syscall_name(n)),
+            Some(SyscallState::Running) => "running".to_string(),
+            None => "gone".to_string(),
+        };
+        let waiting = proc::udp_rx_queue(pid).is_some_and(|queued| queued > 0);
+        server.alive("during the pairs of datagrams")?;
+        let replies: Vec<String> = got
+            .iter()
+            .map(|d| format!("{:?}", String::from_utf8_lossy(&d.data)))
+            .collect();
+        return Err(Failure::new(format!(
+            "pair {} of {}: c{} sent {first:?}, then {second:?} {:.1} µs later; within 1 s it got {}; the server was {asleep}{}",
+            thousands(k + 1),
+            thousands(PAIRS),
+            peer.id,
+            delay.as_secs_f64() * 1e6,
+            if replies.is_empty() { "no reply".to_string() } else { replies.join(" and ") },
+            if waiting { ", with a datagram waiting in its socket" } else { "" }
+        ))
+        .expected("both back, in order")
+        .cause("a lost wake-up: the SIGIO for the second datagram came after the server's last recvfrom said EAGAIN but before it went to sleep, so it slept with a datagram waiting; block SIGIO while receiving, and wait with sigsuspend(old mask), which unblocks it and sleeps in one step")
+        .into());
     }
     ctx.note(format!(
-        "{} round trips in {:.1} s",
-        thousands(ROUND_TRIPS),
+        "{} pairs in {:.1} s",
+        thousands(PAIRS),
         started.elapsed().as_secs_f64()
     ));
-    server.alive("after the round trips")
+    server.alive("after the pairs of datagrams")
 }
