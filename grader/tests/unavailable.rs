@@ -18,7 +18,8 @@ fn grader_without_io_uring(errno: Errno, args: &[&str]) -> Output {
         errno,
     };
     let filter = seccomp::Filter::new(refusal);
-    let mut command = Command::new(common::bin("grader"));
+    // This test's own build of the grader (debug under `cargo test`).
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("grader"));
     command.args(args);
     // SAFETY: install makes plain prctl calls between fork and exec.
     unsafe {
