@@ -32,7 +32,7 @@ fn sizes(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
     for (seed, size) in [0, 1, 1472, 8192, 65_507].into_iter().enumerate() {
-        round_trip(&peer, &server, &pattern(size, seed))?;
+        round_trip(&peer, &mut server, &pattern(size, seed))?;
     }
     // Datagrams keep their bounds: three in a row are three replies.
     let three: Vec<Vec<u8>> = (0..3).map(|i| pattern(100 + i, i)).collect();
@@ -41,7 +41,7 @@ fn sizes(ctx: &Ctx) -> Outcome {
     }
     for datagram in &three {
         let got = peer.recv_by(Instant::now() + SHORT);
-        expect_reply(&peer, &server, datagram, &got)?;
+        expect_reply(&peer, &mut server, datagram, &got)?;
     }
     server.alive("after datagrams of every size")
 }
@@ -69,7 +69,7 @@ fn empty_datagram(ctx: &Ctx) -> Outcome {
     }
     for datagram in [&b"before"[..], b"", b"after"] {
         let got = peer.recv_by(Instant::now() + SHORT);
-        let wrong = expect_reply(&peer, &server, datagram, &got);
+        let wrong = expect_reply(&peer, &mut server, datagram, &got);
         if wrong.is_err() && datagram.is_empty() {
             let ended = server.program.check_alive().err();
             return Err(Failure::new(format!(
@@ -89,7 +89,7 @@ fn empty_datagram(ctx: &Ctx) -> Outcome {
         }
         wrong?;
     }
-    round_trip(&peer, &server, b"still here?")?;
+    round_trip(&peer, &mut server, b"still here?")?;
     server.alive("after an empty datagram")
 }
 
@@ -165,7 +165,7 @@ const BURST_SIZE: usize = 100;
 fn burst(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &server, b"warm up")?;
+    round_trip(&peer, &mut server, b"warm up")?;
     let datagram = |k: usize| format!("burst {k:03} {}", "x".repeat(54)).into_bytes();
     server.program.signal(Signal::SIGSTOP);
     let sent: Outcome = (0..BURST_SIZE).try_for_each(|k| send(&peer, &server, &datagram(k)));

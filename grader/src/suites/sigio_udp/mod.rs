@@ -91,28 +91,31 @@ fn describe(got: &Option<Datagram>, within: Duration) -> String {
 }
 
 /// Sends `data` and expects exactly it back, from the server's address.
-fn round_trip(peer: &Peer, server: &Server, data: &[u8]) -> Outcome {
+fn round_trip(peer: &Peer, server: &mut Server, data: &[u8]) -> Outcome {
     send(peer, server, data)?;
     let got = peer.recv_by(Instant::now() + SHORT);
     expect_reply(peer, server, data, &got)
 }
 
 /// `got` must be `sent`, unchanged, from the server's address.
-fn expect_reply(peer: &Peer, server: &Server, sent: &[u8], got: &Option<Datagram>) -> Outcome {
+fn expect_reply(peer: &Peer, server: &mut Server, sent: &[u8], got: &Option<Datagram>) -> Outcome {
     let ok = matches!(got, Some(d) if d.data == sent && d.from == server.addr);
     if ok {
         return Ok(());
     }
+    // A server that died (of SIGIO's default action, say) is named in the
+    // failure's notes.
+    let died = got.is_none() && server.program.check_alive().is_err();
     let what = if sent.is_empty() {
         "an empty datagram".to_string()
     } else {
         format!("a datagram of {} bytes", sent.len())
     };
     let failure = Failure::new(format!(
-        "c{} sent {what} {} to {}; {}",
+        "c{} sent {what}{} to {}; {}",
         peer.id,
-        if sent.len() <= 40 {
-            quote(sent)
+        if !sent.is_empty() && sent.len() <= 40 {
+            format!(" {}", quote(sent))
         } else {
             String::new()
         },
@@ -126,6 +129,12 @@ fn expect_reply(peer: &Peer, server: &Server, sent: &[u8], got: &Option<Datagram
     ))
     .transcript(&[peer.id]);
     let cause = match got {
+        None if died => {
+            "the server died (the note says how): killed by SIGIO means no handler was installed when it came, and SIGIO's default action ends the process; install the handler with sigaction before F_SETOWN and O_ASYNC"
+        }
+        None if sent.is_empty() => {
+            "an empty datagram is a datagram: recvfrom returned 0 bytes and an address, so send 0 bytes back to that address (only EAGAIN means nothing is left)"
+        }
         None => {
             "no reply: the server did not wake up for this datagram (is SIGIO caught, F_SETOWN set, O_ASYNC on?), or received it and did not send it back to its sender (sendto the address recvfrom gave)"
         }

@@ -31,7 +31,7 @@ fn signal_driven(ctx: &Ctx) -> Outcome {
     let peer = peer(ctx, 1)?;
     // A blocking server may still answer one datagram: the point here is
     // how it is set up, seen once it has served.
-    let _ = round_trip(&peer, &server, b"how are you set up?");
+    let _ = round_trip(&peer, &mut server, b"how are you set up?");
     let caught = proc::signals_caught(pid);
     let sockets: Vec<proc::InetSocket> = proc::inet_sockets(pid)
         .into_iter()
@@ -106,7 +106,7 @@ pub(super) const API: Check = Check {
 fn api(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &server, b"then idle")?;
+    round_trip(&peer, &mut server, b"then idle")?;
     asleep_in_idle_call(ctx, &mut server, "after one datagram")
 }
 
@@ -128,7 +128,7 @@ fn idle(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let pid = server.pid();
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &server, b"then nothing")?;
+    round_trip(&peer, &mut server, b"then nothing")?;
     std::thread::sleep(Duration::from_millis(200));
     let cpu = proc::cpu_ns(pid);
     let wakeups = proc::voluntary_ctxt_switches(pid);
@@ -172,7 +172,7 @@ pub(super) const LOOPBACK_ONLY: Check = Check {
 fn loopback_only(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &server, b"on loopback")?;
+    round_trip(&peer, &mut server, b"on loopback")?;
     let other = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), server.addr.port()));
     super::send_to(&peer, other, b"anyone there?")?;
     let got = peer.silent_for(Duration::from_secs(1));
