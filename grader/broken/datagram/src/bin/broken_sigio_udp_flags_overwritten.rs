@@ -1,0 +1,3 @@
+fn main() {
+    broken_datagram::sigio::run(broken_datagram::sigio::Fault::FlagsOverwritten)
+}
