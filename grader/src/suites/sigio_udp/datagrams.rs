@@ -199,7 +199,7 @@ fn burst(ctx: &Ctx) -> Outcome {
 pub(super) const LOST_SIGNAL: Check = Check {
     name: "lost_signal",
     points: 8,
-    title: "10,000 pairs of datagrams, the second sent 0 to 40 µs after the first: both replies always come (SIGIO is blocked from the last EAGAIN until the wait, so no signal falls between them)",
+    title: "30,000 pairs of datagrams, the second sent 0 to 40 µs after the first: both replies always come (SIGIO is blocked from the last EAGAIN until the wait, so no signal falls between them)",
     limit: secs(60),
     run: lost_signal,
     proven_by: &[broken("broken_sigio_udp_unmasked_pause", "lost wake-up")],
@@ -209,7 +209,7 @@ pub(super) const LOST_SIGNAL: Check = Check {
 /// a delay that sweeps [`SWEEP`] in steps of [`STEP`], so that some of them
 /// arrive just as the server, done with the first, finds nothing left and
 /// goes to sleep: the moment a signal that is not blocked is lost.
-const PAIRS: usize = 10_000;
+const PAIRS: usize = 30_000;
 const SWEEP: Duration = Duration::from_micros(40);
 const STEP: Duration = Duration::from_nanos(200);
 
