@@ -114,17 +114,16 @@ pub fn run(fault: Fault) -> ! {
     let (sock, port) = bind_or_exit(&prog, ip, port);
     // FAULT(OtherSocket): a socket just for sending, on a port of its own.
     let other = (fault == Fault::OtherSocket).then(|| bind_or_exit(&prog, ip, 0).0);
+    // FAULT(SmallBuffer): sized for "normal" messages.
+    let buf_len = if fault == Fault::SmallBuffer {
+        SMALL_BUF
+    } else {
+        RECV_BUF
+    };
     let mut server = Server {
         sock,
         other,
-        buf: vec![
-            0;
-            if fault == Fault::SmallBuffer {
-                SMALL_BUF
-            } else {
-                RECV_BUF
-            }
-        ],
+        buf: vec![0; buf_len],
         first_peer: None,
         fault,
     };
