@@ -135,7 +135,9 @@ fn many_senders(ctx: &Ctx) -> Outcome {
                 if all_from_server { String::new() } else { ", some not from the server's address".into() }
             ))
             .expected(format!("its own {EACH} datagrams back, in order, from {}", server.addr))
-            .cause(if foreign > 0 || got.len() < EACH {
+            .cause(if !all_from_server {
+                "a reply came from another address: send each reply from the socket its datagram came in on, so that its sender sees its server answer"
+            } else if foreign > 0 || got.len() < EACH {
                 "each reply goes to its sender: sendto the address recvfrom returned with that very datagram (not the first sender's, not a saved one)"
             } else {
                 "the replies came back out of order or changed: send each datagram back as soon as it is received, unchanged"
@@ -255,7 +257,7 @@ fn lost_signal(ctx: &Ctx) -> Outcome {
             if waiting { ", with a datagram waiting in its socket" } else { "" }
         ))
         .expected("both back, in order")
-        .cause("a lost wake-up: the SIGIO for the second datagram came after the server's last recvfrom said EAGAIN but before it went to sleep, so it slept with a datagram waiting; block SIGIO while receiving, and wait with sigsuspend(old mask), which unblocks it and sleeps in one step")
+        .cause("a lost wake-up: the SIGIO for the second datagram came after the server's last recvfrom said EAGAIN but before it went to sleep, so it slept with a datagram waiting; block SIGIO while receiving, and wait with sigsuspend(old mask), which unblocks it and sleeps in one step (if `burst` fails too, fix that first: a server that reads one datagram per signal shows the same)")
         .into());
     }
     ctx.note(format!(

@@ -9,6 +9,7 @@
 //! binds, its command line).
 
 use crate::check::{Ctx, Failure, Outcome, Server, Suite, Verdict, grader_error, start_cause};
+use crate::harness::proc;
 use crate::harness::process::SpawnOptions;
 use crate::harness::text::quote;
 use crate::harness::udp::{Datagram, Peer};
@@ -106,6 +107,9 @@ fn expect_reply(peer: &Peer, server: &mut Server, sent: &[u8], got: &Option<Data
     // A server that died (of SIGIO's default action, say) is named in the
     // failure's notes.
     let died = got.is_none() && server.program.check_alive().is_err();
+    // Asleep with a datagram waiting: it was woken, and stopped too soon.
+    let left_waiting =
+        got.is_none() && !died && proc::udp_rx_queue(server.pid()).is_some_and(|queued| queued > 0);
     let what = if sent.is_empty() {
         "an empty datagram".to_string()
     } else {
@@ -134,6 +138,9 @@ fn expect_reply(peer: &Peer, server: &mut Server, sent: &[u8], got: &Option<Data
         }
         None if sent.is_empty() => {
             "an empty datagram is a datagram: recvfrom returned 0 bytes and an address, so send 0 bytes back to that address (only EAGAIN means nothing is left)"
+        }
+        None if left_waiting => {
+            "a datagram is waiting in the server's socket (/proc/PID/net/udp) while it sleeps: signals do not queue, so one SIGIO may stand for several datagrams; each time it is woken, receive until EAGAIN"
         }
         None => {
             "no reply: the server did not wake up for this datagram (is SIGIO caught, F_SETOWN set, O_ASYNC on?), or received it and did not send it back to its sender (sendto the address recvfrom gave)"

@@ -98,7 +98,7 @@ pub(super) const API: Check = Check {
     limit: secs(20),
     run: api,
     proven_by: &[
-        broken("broken_sigio_udp_uses_poll", "ppoll"),
+        broken("broken_sigio_udp_uses_poll", "sleeping in poll"),
         broken("broken_sigio_udp_blocking_recv", "recvfrom"),
     ],
 };
