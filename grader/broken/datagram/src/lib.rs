@@ -2,9 +2,11 @@
 //!
 //! What the datagram servers share and never break lives here: the one UDP socket they
 //! bind and the size of the largest datagram. Each lab's server is a module of its own:
-//! [`sigio`] for the `sigio_udp` lab (signal-driven I/O).
+//! [`sigio`] for the `sigio_udp` lab (signal-driven I/O), [`tcp_udp`] for the `tcp_udp`
+//! lab (one `poll` loop over a TCP listener, its clients and a UDP socket).
 
 pub mod sigio;
+pub mod tcp_udp;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process;

@@ -1,0 +1,3 @@
+fn main() {
+    broken_datagram::tcp_udp::run(broken_datagram::tcp_udp::Fault::BlockingLine)
+}
