@@ -1,7 +1,7 @@
 # iomux-labs: `make help` lists the targets.
 
 # Labs the grader can grade today, in teaching order.
-LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo sigio_udp select_telnet
+LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo sigio_udp tcp_udp select_telnet
 
 # The student copy (`make handout`) has no solutions/ and no tools/.
 HAVE_SOLUTIONS := $(wildcard solutions)
@@ -96,7 +96,7 @@ endif
 # table, target/bench/bench.{csv,svg}.
 # LAB=<lab> adds labs/<lab> (or BIN=path) to the sweep; BENCH_FLAGS passes
 # options (e.g. BENCH_FLAGS="--idle 0,1000 --duration-ms 1000").
-BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo
+BENCH_LABS := select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo tcp_udp
 bench:
 	@if [ -n "$(BIN)" ] && [ -z "$(LAB)" ]; then \
 	  echo "make bench BIN=... needs LAB=<lab>, one of: $(BENCH_LABS)" >&2; exit 2; fi

@@ -3,11 +3,13 @@
 //! run which suites is in [`crate::course`].
 
 pub mod async_echo;
+pub mod datagram;
 pub mod echo;
 pub mod epoll;
 pub mod nonblocking_read;
 pub mod select_echo;
 pub mod select_telnet;
 pub mod sigio_udp;
+pub mod tcp_udp;
 pub mod timeouts;
 pub mod uring_echo;

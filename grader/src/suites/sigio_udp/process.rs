@@ -2,9 +2,9 @@
 //! O_NONBLOCK on its socket), where it sleeps, what it costs while idle,
 //! the address it is bound to, its command line.
 
-use super::{peer, round_trip, start};
 use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs};
 use crate::harness::proc;
+use crate::suites::datagram::{peer, round_trip, send_to, start};
 use crate::suites::echo::command_line::{BAD, refused};
 use crate::suites::echo::process::asleep_in_idle_call;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,7 +31,7 @@ fn signal_driven(ctx: &Ctx) -> Outcome {
     let peer = peer(ctx, 1)?;
     // A blocking server may still answer one datagram: the point here is
     // how it is set up, seen once it has served.
-    let _ = round_trip(&peer, &mut server, b"how are you set up?");
+    let _ = round_trip(ctx, &peer, &mut server, b"how are you set up?");
     let caught = proc::signals_caught(pid);
     let sockets: Vec<proc::InetSocket> = proc::inet_sockets(pid)
         .into_iter()
@@ -106,7 +106,7 @@ pub(super) const API: Check = Check {
 fn api(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &mut server, b"then idle")?;
+    round_trip(ctx, &peer, &mut server, b"then idle")?;
     asleep_in_idle_call(ctx, &mut server, "after one datagram")
 }
 
@@ -128,7 +128,7 @@ fn idle(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let pid = server.pid();
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &mut server, b"then nothing")?;
+    round_trip(ctx, &peer, &mut server, b"then nothing")?;
     std::thread::sleep(Duration::from_millis(200));
     let cpu = proc::cpu_ns(pid);
     let wakeups = proc::voluntary_ctxt_switches(pid);
@@ -172,9 +172,9 @@ pub(super) const LOOPBACK_ONLY: Check = Check {
 fn loopback_only(ctx: &Ctx) -> Outcome {
     let mut server = start(ctx)?;
     let peer = peer(ctx, 1)?;
-    round_trip(&peer, &mut server, b"on loopback")?;
+    round_trip(ctx, &peer, &mut server, b"on loopback")?;
     let other = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), server.addr.port()));
-    super::send_to(&peer, other, b"anyone there?")?;
+    send_to(&peer, other, b"anyone there?")?;
     let got = peer.silent_for(Duration::from_secs(1));
     server.alive("during the check")?;
     ensure(got.is_none(), || {
