@@ -201,7 +201,7 @@ fn interface(server: &str) -> &str {
     match lab {
         "select_echo" => "select",
         "poll_echo" => "poll",
-        "epoll_lt" => "epoll, level-triggered",
+        "epoll_lt" | "tcp_udp" => "epoll, level-triggered",
         "epoll_et" => "epoll, edge-triggered",
         "uring_echo" => "io_uring",
         "async_echo" | "timeouts" => "epoll, own runtime",

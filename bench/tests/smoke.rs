@@ -26,6 +26,7 @@ fn release_bench() -> PathBuf {
         "epoll_et_solution",
         "uring_echo_solution",
         "async_echo_solution",
+        "tcp_udp_solution",
     ] {
         cargo.args(["-p", solution]);
     }

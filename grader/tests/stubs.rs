@@ -6,8 +6,8 @@
 //! the solutions' epoll helper and unit tests. A protocol fix in echo_core
 //! must reach the students: this test fails until the stub has it, and
 //! `UPDATE_STUBS=1 cargo test -p grader --test stubs` writes it. The same
-//! goes for the async_echo and uring_echo stubs' `given.rs`, echo_core's
-//! line framing and slab.
+//! goes for the async_echo, uring_echo and tcp_udp stubs' `given.rs`,
+//! echo_core's line framing and slab.
 
 mod common;
 
@@ -113,6 +113,13 @@ fn the_async_echo_stub_has_echo_core_s_line_framing() {
 #[test]
 fn the_uring_echo_stub_has_echo_core_s_line_framing() {
     let given = "labs/uring_echo/src/given.rs";
+    same_or_update(given, expected_given(given));
+}
+
+/// The tcp_udp stub's `given.rs`: the same pieces, under its own introduction.
+#[test]
+fn the_tcp_udp_stub_has_echo_core_s_line_framing() {
+    let given = "labs/tcp_udp/src/given.rs";
     same_or_update(given, expected_given(given));
 }
 

@@ -18,9 +18,10 @@ const USAGE: &str = "[--idle LIST] [--active LIST] [--duration-ms MS] [--warmup-
   --warmup-ms MS     round trips before counting starts (default 250)
   --line-bytes L     bytes per line, counting the \\n, 1 to 8192 (default 64)
   --servers LIST     of select_echo,poll_echo,epoll_lt,epoll_et,uring_echo,
-                     async_echo,threads,tokio (default: all)
+                     async_echo,tcp_udp,threads,tokio (default: all)
   --bin PATH --lab LAB  also measure your own server for LAB (select_echo,
-                     poll_echo, epoll_lt, epoll_et, uring_echo, timeouts or async_echo)
+                     poll_echo, epoll_lt, epoll_et, uring_echo, timeouts,
+                     async_echo or tcp_udp)
   --pin same|split|off  the generator and the server on the same CPU (default),
                      on two CPUs, or wherever the scheduler puts them
   --no-syscalls      do not attach perf to count the servers' system calls
@@ -35,6 +36,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("epoll_et", "epoll_et_solution"),
     ("uring_echo", "uring_echo_solution"),
     ("async_echo", "async_echo_solution"),
+    ("tcp_udp", "tcp_udp_solution"),
     ("threads", "bench_threads_echo"),
     ("tokio", "bench_tokio_echo"),
 ];

@@ -9,7 +9,9 @@ mod args;
 mod net;
 
 pub use args::{Args, EchoArgs};
-pub use net::{announce, announce_udp, bind_loopback, bind_udp_loopback, raise_fd_limit};
+pub use net::{
+    announce, announce_udp, bind_loopback, bind_tcp_udp_loopback, bind_udp_loopback, raise_fd_limit,
+};
 
 use std::fmt::Display;
 use std::process::exit;

@@ -4,7 +4,7 @@
 use crate::OrFail;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 /// Raises the soft limit on open files to the hard limit.
@@ -22,14 +22,48 @@ pub fn raise_fd_limit() {
 /// every lab, and the lab's code should say why.
 pub fn bind_loopback(port: u16) -> TcpListener {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let context = format!("cannot listen on {addr}");
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).or_fail(&context);
+    listen_loopback(port).or_fail(format_args!("cannot listen on {addr}"))
+}
+
+fn listen_loopback(port: u16) -> io::Result<TcpListener> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     // Restarting the server right after it exits must not fail because old
     // connections to this port are still in TIME_WAIT.
-    socket.set_reuse_address(true).or_fail(&context);
-    socket.bind(&addr.into()).or_fail(&context);
-    socket.listen(4096).or_fail(&context);
-    socket.into()
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// How many TCP ports `bind_tcp_udp_loopback` tries, with port 0, before it
+/// gives up: each try fails only if another program holds that UDP port.
+const TCP_UDP_TRIES: usize = 100;
+
+/// A TCP listener and a UDP socket on 127.0.0.1 and the same port (0: any
+/// free port). Exits 1 on failure.
+///
+/// TCP and UDP ports are separate spaces: a free TCP port says nothing about
+/// the UDP port of the same number. So the TCP listener comes first (with
+/// port 0 the system picks its port), then the UDP socket binds that number;
+/// if another program holds it, a new TCP port is tried. With an explicit
+/// port there is nothing else to try. Both sockets are left in blocking mode.
+pub fn bind_tcp_udp_loopback(port: u16) -> (TcpListener, UdpSocket) {
+    for _ in 0..TCP_UDP_TRIES {
+        let listener = bind_loopback(port);
+        let got = listener.local_addr().or_fail("getsockname").port();
+        match UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, got))) {
+            Ok(udp) => return (listener, udp),
+            // Taken: the listener is dropped, and the next one gets another port.
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && port == 0 => continue,
+            Err(err) => crate::fail(format_args!(
+                "cannot listen on 127.0.0.1:{got} (UDP): {err}"
+            )),
+        }
+    }
+    crate::fail(format_args!(
+        "cannot listen on 127.0.0.1: no port out of {TCP_UDP_TRIES} tried was free for both TCP and UDP"
+    ))
 }
 
 /// Binds a UDP socket to 127.0.0.1:`port` (0: any free port). Exits 1 on failure.

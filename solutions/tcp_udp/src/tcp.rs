@@ -1,0 +1,63 @@
+//! One TCP client: `echo_core`'s connection (the line protocol, the 64 KiB
+//! backpressure, the lingering close) and what it is registered for.
+
+use echo_core::Connection;
+use nix::sys::epoll::EpollFlags;
+use std::net::TcpStream;
+
+pub struct Client {
+    pub conn: Connection,
+    /// The events it is registered for right now.
+    pub registered: EpollFlags,
+}
+
+impl Client {
+    /// Wraps an accepted socket that is already non-blocking.
+    pub fn new(stream: TcpStream) -> Client {
+        let conn = Connection::new(stream);
+        let registered = interest(&conn);
+        Client { conn, registered }
+    }
+
+    /// One round's share of work: at most one read, then as much writing as
+    /// the socket takes without waiting. Returns false once the connection
+    /// is over (finished, reset or vanished): drop it.
+    ///
+    /// One read, not "until EAGAIN": a client with megabytes waiting would
+    /// otherwise keep the loop, and every datagram, waiting until it is all
+    /// read. Level-triggered epoll reports the socket again next round.
+    pub fn serve(&mut self, events: EpollFlags, scratch: &mut [u8]) -> bool {
+        let readable = EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+        if events.intersects(readable)
+            && self.conn.wants_read()
+            && self.conn.read_once(scratch).is_err()
+        {
+            return false;
+        }
+        if self.conn.wants_write() && self.conn.flush().is_err() {
+            return false;
+        }
+        !self.conn.is_done()
+    }
+
+    /// What it should be registered for now, if that changed.
+    pub fn new_interest(&self) -> Option<EpollFlags> {
+        let wanted = interest(&self.conn);
+        (wanted != self.registered).then_some(wanted)
+    }
+}
+
+/// The events to wait for on one client (level-triggered: no EPOLLET).
+/// EPOLLIN only below the backpressure limit; EPOLLOUT only while replies
+/// are pending (a socket is almost always writable, so asking for it
+/// otherwise would wake the loop for nothing).
+fn interest(conn: &Connection) -> EpollFlags {
+    let mut events = EpollFlags::empty();
+    if conn.wants_read() {
+        events |= EpollFlags::EPOLLIN;
+    }
+    if conn.wants_write() {
+        events |= EpollFlags::EPOLLOUT;
+    }
+    events
+}
