@@ -105,7 +105,7 @@ impl Server {
             let token = clients.insert(Client::new(stream));
             let client = clients.get_mut(token).expect("just inserted");
             let event = EpollEvent::new(client.registered, token as u64);
-            if epoll.add(client.conn.stream(), event).is_err() {
+            if epoll.add(client.stream(), event).is_err() {
                 clients.remove(token);
             }
         });
@@ -120,13 +120,13 @@ impl Server {
         if !client.serve(events, &mut self.scratch) {
             // Closing the socket also removes it from the interest set (it is
             // the last reference to the file); deleting first says so plainly.
-            let _ = self.epoll.delete(client.conn.stream());
+            let _ = self.epoll.delete(client.stream());
             self.clients.remove(token);
             return;
         }
         if let Some(wanted) = client.new_interest() {
             let mut event = EpollEvent::new(wanted, token as u64);
-            if self.epoll.modify(client.conn.stream(), &mut event).is_ok() {
+            if self.epoll.modify(client.stream(), &mut event).is_ok() {
                 client.registered = wanted;
             }
         }

@@ -6,7 +6,7 @@ use nix::sys::epoll::EpollFlags;
 use std::net::TcpStream;
 
 pub struct Client {
-    pub conn: Connection,
+    conn: Connection,
     /// The events it is registered for right now.
     pub registered: EpollFlags,
 }
@@ -14,9 +14,17 @@ pub struct Client {
 impl Client {
     /// Wraps an accepted socket that is already non-blocking.
     pub fn new(stream: TcpStream) -> Client {
-        let conn = Connection::new(stream);
-        let registered = interest(&conn);
-        Client { conn, registered }
+        let mut client = Client {
+            conn: Connection::new(stream),
+            registered: EpollFlags::empty(),
+        };
+        client.registered = client.interest();
+        client
+    }
+
+    /// The socket, to register it with epoll.
+    pub fn stream(&self) -> &TcpStream {
+        self.conn.stream()
     }
 
     /// One round's share of work: at most one read, then as much writing as
@@ -42,22 +50,23 @@ impl Client {
 
     /// What it should be registered for now, if that changed.
     pub fn new_interest(&self) -> Option<EpollFlags> {
-        let wanted = interest(&self.conn);
+        let wanted = self.interest();
         (wanted != self.registered).then_some(wanted)
     }
-}
 
-/// The events to wait for on one client (level-triggered: no EPOLLET).
-/// EPOLLIN only below the backpressure limit; EPOLLOUT only while replies
-/// are pending (a socket is almost always writable, so asking for it
-/// otherwise would wake the loop for nothing).
-fn interest(conn: &Connection) -> EpollFlags {
-    let mut events = EpollFlags::empty();
-    if conn.wants_read() {
-        events |= EpollFlags::EPOLLIN;
+    /// The events to wait for (level-triggered: no EPOLLET). EPOLLIN only
+    /// below the backpressure limit (or while discarding, in a lingering
+    /// close); EPOLLOUT only while something is left to write (a socket is
+    /// almost always writable, so asking for it otherwise would wake the
+    /// loop for nothing).
+    fn interest(&self) -> EpollFlags {
+        let mut events = EpollFlags::empty();
+        if self.conn.wants_read() {
+            events |= EpollFlags::EPOLLIN;
+        }
+        if self.conn.wants_write() {
+            events |= EpollFlags::EPOLLOUT;
+        }
+        events
     }
-    if conn.wants_write() {
-        events |= EpollFlags::EPOLLOUT;
-    }
-    events
 }
