@@ -11,9 +11,11 @@
 //! - It waits in plain `poll`, its `pollfd` array rebuilt before every call from a slab of
 //!   connections (a `Vec` of slots with a free list): the listener, the UDP socket, then
 //!   every client with the events its state wants.
-//! - Fairness is a cap per source and round: one `read` of at most 16 KiB and one `write`
-//!   per client, at most 64 datagrams, at most 64 accepts. Every ready source is served
-//!   in every round, so the UDP socket waits for at most one round of bounded work.
+//! - Fairness is a cap per source and round: at most 16 lines and one `write` per client,
+//!   at most 64 datagrams, at most 64 accepts. Every ready source is served in every
+//!   round, so the UDP socket waits for at most one round of bounded work. A client's
+//!   `read` (at most 16 KiB) happens only once the lines of its previous read are all
+//!   echoed; while some are left, the next `poll` does not sleep (timeout 0).
 //! - Replies are written at once after a read (no round trip through `poll` for a socket
 //!   that is almost always writable); `POLLOUT` is asked for only while bytes are unsent.
 //! - A connection's input is framed by scanning each read for `\n`; only the unfinished
@@ -37,8 +39,10 @@ use std::thread;
 
 /// The shared receive buffer: room for the largest datagram.
 const BUF_LEN: usize = 64 * 1024;
-/// The most one client's `read` takes in one round.
+/// The most one client's `read` takes.
 const TCP_READ: usize = 16 * 1024;
+/// The most lines of one client echoed in one round.
+const LINES_PER_ROUND: usize = 16;
 /// The most datagrams served in one round.
 const UDP_BATCH: usize = 64;
 /// The most connections accepted in one round.
@@ -144,6 +148,9 @@ fn serve_udp_blocking(udp: &UdpSocket) {
 /// One TCP client.
 struct Conn {
     stream: TcpStream,
+    /// Bytes read but not yet framed: `input[taken..]`, from one `read` at most.
+    input: Vec<u8>,
+    taken: usize,
     /// The line being received: never a `\n`, never more than [`MAX_LINE`] bytes.
     line: Vec<u8>,
     /// Replies; `out[sent..]` is still to be written.
@@ -158,6 +165,8 @@ impl Conn {
     fn new(stream: TcpStream) -> Self {
         Conn {
             stream,
+            input: Vec::new(),
+            taken: 0,
             line: Vec::new(),
             out: Vec::new(),
             sent: 0,
@@ -170,8 +179,18 @@ impl Conn {
         self.out.len() - self.sent
     }
 
+    /// Reads only once the previous read is framed: input waits in the socket, where
+    /// the client's flow control sees it, not in our memory.
     fn wants_read(&self) -> bool {
-        self.phase.wants_read(self.unsent(), self.peer_eof)
+        self.taken == self.input.len() && self.phase.wants_read(self.unsent(), self.peer_eof)
+    }
+
+    /// Whether lines already read wait to be framed, and may be now (not while
+    /// backpressure holds).
+    fn runnable(&self) -> bool {
+        self.phase == Phase::Open
+            && self.taken < self.input.len()
+            && self.unsent() < broken_common::HIGH_WATER
     }
 
     /// The `poll` events this connection waits for.
@@ -186,7 +205,8 @@ impl Conn {
         events
     }
 
-    /// Serves one round: at most one read, then at most one write.
+    /// Serves one round: at most one read, at most [`LINES_PER_ROUND`] lines, then at
+    /// most one write.
     fn serve(&mut self, revents: PollFlags, buf: &mut [u8], fault: Fault) -> Next {
         let trouble = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
         if self.wants_read() && revents.intersects(trouble) {
@@ -199,6 +219,7 @@ impl Conn {
                 return Next::Close;
             }
         }
+        self.frame(LINES_PER_ROUND);
         if self.unsent() > 0 {
             let written = match fault {
                 // FAULT(BlockingWrite): "write the reply, then go on".
@@ -217,7 +238,7 @@ impl Conn {
         match self.stream.read(buf) {
             Ok(0) => self.end_of_input(),
             Ok(len) => {
-                self.take(&buf[..len]);
+                self.input.extend_from_slice(&buf[..len]);
                 Next::Keep
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
@@ -235,8 +256,8 @@ impl Conn {
             match self.stream.read(&mut byte) {
                 Ok(0) => return self.end_of_input(),
                 Ok(_) => {
-                    self.take(&byte);
-                    if byte[0] == b'\n' || self.phase != Phase::Open {
+                    self.input.push(byte[0]);
+                    if byte[0] == b'\n' || self.input.len() > MAX_LINE {
                         return Next::Keep;
                     }
                 }
@@ -262,13 +283,16 @@ impl Conn {
         }
     }
 
-    /// Frames received bytes: every complete line goes to the replies, the unfinished
-    /// one is kept. Bytes after `quit` or a too-long line are discarded.
-    fn take(&mut self, mut data: &[u8]) {
-        while self.phase == Phase::Open && !data.is_empty() {
+    /// Frames up to `lines` lines of the input read: each complete line goes to the
+    /// replies, an unfinished one is kept. Input after `quit` or a too-long line is
+    /// discarded.
+    fn frame(&mut self, mut lines: usize) {
+        while self.runnable() && lines > 0 {
+            let data = &self.input[self.taken..];
             let end = data.iter().position(|&b| b == b'\n').map(|at| at + 1);
             let piece = &data[..end.unwrap_or(data.len())];
-            data = &data[piece.len()..];
+            self.taken += piece.len();
+            lines -= 1;
             // Too long as soon as byte 8193 of the line is here, whatever it is.
             if self.line.len() + piece.len() > MAX_LINE {
                 self.line.clear();
@@ -283,6 +307,10 @@ impl Conn {
                 self.out.append(&mut self.line);
                 self.out.extend_from_slice(piece);
             }
+        }
+        if self.phase != Phase::Open || self.taken == self.input.len() {
+            self.input.clear();
+            self.taken = 0;
         }
     }
 
@@ -370,7 +398,7 @@ struct Server {
 struct Ready {
     listener: bool,
     udp: bool,
-    /// Each client slot that had events, and the events.
+    /// Each client slot that had events or has lines to echo, and the events.
     clients: Vec<(usize, PollFlags)>,
 }
 
@@ -378,10 +406,11 @@ impl Server {
     fn serve(mut self) -> ! {
         loop {
             let ready = self.wait();
-            let tcp_readable = ready
-                .clients
-                .iter()
-                .any(|(_, revents)| revents.contains(PollFlags::POLLIN));
+            // Input in the socket or read and not yet echoed.
+            let tcp_readable = ready.clients.iter().any(|&(slot, revents)| {
+                revents.contains(PollFlags::POLLIN)
+                    || self.conns[slot].as_ref().is_some_and(Conn::runnable)
+            });
             for &(slot, revents) in &ready.clients {
                 self.serve_client(slot, revents);
             }
@@ -404,20 +433,29 @@ impl Server {
         }
         let first_client = fds.len();
         let mut slots = Vec::new();
+        let mut runnable = false;
         for (slot, conn) in self.conns.iter().enumerate() {
             if let Some(conn) = conn {
                 fds.push(PollFd::new(conn.stream.as_fd(), conn.events()));
                 slots.push(slot);
+                runnable |= conn.runnable();
             }
         }
+        // Lines already read and not yet echoed are work to do now: only look.
+        let timeout = if runnable {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
         loop {
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
                 Err(e) => fail(&program_name("tcp_udp"), "poll", e),
             }
         }
         let revents = |at: usize| fds[at].revents().unwrap_or(PollFlags::empty());
+        let runnable = |slot: usize| self.conns[slot].as_ref().is_some_and(Conn::runnable);
         Ready {
             listener: !revents(0).is_empty(),
             udp: self.udp.is_some() && !revents(1).is_empty(),
@@ -425,7 +463,7 @@ impl Server {
                 .iter()
                 .enumerate()
                 .map(|(at, &slot)| (slot, revents(first_client + at)))
-                .filter(|(_, revents)| !revents.is_empty())
+                .filter(|&(slot, revents)| !revents.is_empty() || runnable(slot))
                 .collect(),
         }
     }
