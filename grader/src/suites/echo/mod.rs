@@ -177,7 +177,12 @@ fn strip_cr(data: &[u8]) -> Vec<u8> {
 }
 
 /// Receives exactly `expected` or fails with a mismatch.
-fn expect(client: &mut Client, sent: &[u8], expected: &[u8], deadline: Instant) -> Outcome {
+pub(crate) fn expect(
+    client: &mut Client,
+    sent: &[u8],
+    expected: &[u8],
+    deadline: Instant,
+) -> Outcome {
     let got = client.recv_exact(expected.len(), deadline);
     ensure(got.end == End::Complete && got.data == expected, || {
         mismatch(client, sent, expected, &got)

@@ -2,10 +2,11 @@
 //! sends without reading, and a saturating load of many.
 
 use super::{datagrams_meanwhile, peer};
+use crate::check::within;
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, ensure, grader_error, secs};
 use crate::harness::load::TcpLoad;
 use crate::harness::text::{bytes, thousands};
-use crate::suites::echo::{echo, lines, send, start};
+use crate::suites::echo::{SHORT, echo, expect, lines, send, start};
 use std::time::Duration;
 
 pub(super) const HALF_LINE: Check = Check {
@@ -33,8 +34,15 @@ fn half_line(ctx: &Ctx) -> Outcome {
     )
     .map_err(|verdict| cause(verdict, "the server waits for the rest of a TCP client's line (a blocking read until \\n): read what is there, keep the half line, and go back to the loop; nothing may block but the readiness call"))?;
     ctx.note(format!("slowest echo: {} ms", slowest.as_millis()));
+    // The rest of the line: the whole line comes back.
     send(&mut client, b"ne\n")?;
-    echo(&mut client, b"still served\n").map(|_| ())
+    expect(
+        &mut client,
+        b"ne\n",
+        b"and then half a line\n",
+        within(SHORT),
+    )?;
+    echo(&mut client, b"still served\n")
 }
 
 pub(super) const NOT_READING: Check = Check {
