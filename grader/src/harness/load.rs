@@ -20,11 +20,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Lines each client keeps in flight: enough to keep the server busy, few
-/// enough that nobody's buffers fill.
-const IN_FLIGHT: u64 = 64;
-/// Lines per write.
-const BATCH: usize = 16;
+/// Lines each client keeps in flight (32 KiB of 2-byte lines): more than a
+/// server takes in one read, so every client stays readable and the server
+/// never runs out of TCP work (a server that serves its other sources only
+/// when no client is ready is starved then), yet under the 64 KiB of
+/// unsent replies at which an echo server stops reading a client.
+const IN_FLIGHT: u64 = 16_384;
+/// Lines per write (2 KiB of them).
+const BATCH: usize = 1024;
 
 /// A running TCP load; dropping it ends the load process.
 pub struct TcpLoad {

@@ -94,7 +94,10 @@ pub(super) const MANY_SENDERS: Check = Check {
     title: "five senders on five addresses send 20 datagrams each, interleaved; each gets exactly its own replies, in order, from the server's address",
     limit: secs(30),
     run: many_senders,
-    proven_by: &[broken("broken_sigio_udp_first_sender", "its sender")],
+    proven_by: &[
+        broken("broken_sigio_udp_first_sender", "its sender"),
+        broken("broken_tcp_udp_wrong_address", "its sender"),
+    ],
 };
 
 fn many_senders(ctx: &Ctx) -> Outcome {

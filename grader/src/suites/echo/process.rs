@@ -78,6 +78,7 @@ pub(super) const API: Check = Check {
         broken("broken_select_echo_uses_poll", "ppoll"),
         broken("broken_async_echo_reactor_thread", "a helper thread"),
         broken("broken_uring_echo_thread_recv", "threads"),
+        broken("broken_tcp_udp_udp_thread", "a helper thread"),
     ],
 };
 
