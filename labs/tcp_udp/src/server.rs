@@ -42,7 +42,7 @@ impl Server {
         //    (`Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)`), register the
         //    listener and the UDP socket for EPOLLIN with the `data` tokens
         //    LISTENER and UDP (no EPOLLET: level-triggered), and return the
-        //    server with `scratch` of tcp::READ_CHUNK bytes and `datagram` of
+        //    server with `scratch` of tcp::READ_PER_ROUND bytes and `datagram` of
         //    udp::BUFFER. Fail with `or_fail("...")`: one line, exit 1.
         todo!("TODO 1: the epoll instance and its registrations in Server::new, src/server.rs")
     }

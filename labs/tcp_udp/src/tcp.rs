@@ -9,8 +9,11 @@ use std::net::TcpStream;
 
 /// Stop reading a connection while this many reply bytes wait to be sent.
 pub const BACKPRESSURE_LIMIT: usize = 64 * 1024;
-/// The size of the scratch buffer `serve` reads into: one read's most.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// The size of the scratch buffer `serve` reads into: the most bytes one
+/// client's read takes in one round. Small, because a round lasts as long
+/// as its ready clients' reads take to echo, and a datagram may wait that
+/// long.
+pub const READ_PER_ROUND: usize = 8 * 1024;
 
 pub struct Client {
     stream: TcpStream,

@@ -12,10 +12,10 @@
 //!
 //! Fairness, the point of this lab. A round serves every ready source, each
 //! for a bounded time:
-//! - a TCP client gets one `read` (at most `READ_CHUNK` bytes) and the
-//!   writes its socket takes without waiting; never a read "until the line
-//!   ends" or "until EAGAIN", so a client half-way through a line, or one
-//!   sending megabytes, costs one call;
+//! - a TCP client gets one `read` (at most `tcp::READ_PER_ROUND` bytes)
+//!   and the writes its socket takes without waiting; never a read "until
+//!   the line ends" or "until EAGAIN", so a client half-way through a line,
+//!   or one sending megabytes, costs one call;
 //! - the UDP socket gets up to `udp::PER_ROUND` datagrams, before any TCP
 //!   client: a datagram that came during a round waits for the end of that
 //!   round at most, never for a second one;
@@ -26,10 +26,10 @@
 //! So a datagram waits at most about one round, and a round is bounded by
 //! the number of ready clients times one chunk, whatever the clients do.
 
-use crate::tcp::Client;
+use crate::tcp::{self, Client};
 use crate::udp;
+use echo_core::Slab;
 use echo_core::epoll::{LISTENER, MAX_EVENTS};
-use echo_core::{READ_CHUNK, Slab};
 use labkit::OrFail;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use std::net::{TcpListener, UdpSocket};
@@ -69,7 +69,7 @@ impl Server {
             listener,
             udp,
             clients: Slab::default(),
-            scratch: vec![0; READ_CHUNK],
+            scratch: vec![0; tcp::READ_PER_ROUND],
             datagram: vec![0; udp::BUFFER],
         }
     }
