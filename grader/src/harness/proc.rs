@@ -30,6 +30,8 @@ pub mod nr {
     pub const ACCEPT: u64 = 43;
     pub const SENDTO: u64 = 44;
     pub const RECVFROM: u64 = 45;
+    pub const SENDMSG: u64 = 46;
+    pub const RECVMSG: u64 = 47;
     pub const WAIT4: u64 = 61;
     pub const FUTEX: u64 = 202;
     pub const EPOLL_WAIT: u64 = 232;
@@ -39,6 +41,8 @@ pub mod nr {
     pub const PPOLL: u64 = 271;
     pub const EPOLL_PWAIT: u64 = 281;
     pub const ACCEPT4: u64 = 288;
+    pub const RECVMMSG: u64 = 299;
+    pub const SENDMMSG: u64 = 307;
     pub const PAUSE: u64 = 34;
     pub const RT_SIGTIMEDWAIT: u64 = 128;
     pub const RT_SIGSUSPEND: u64 = 130;

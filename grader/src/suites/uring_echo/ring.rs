@@ -6,10 +6,13 @@
 //! that makes them itself cannot echo, one whose ring makes them cannot
 //! tell (io_uring's operations are not system calls of the process).
 
+use crate::check::Server;
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, ensure, secs};
+use crate::harness::client::Client;
+use crate::harness::proc::{self, nr};
 use crate::harness::process::SpawnOptions;
 use crate::harness::seccomp::Refusal;
-use crate::harness::{proc, uring};
+use crate::harness::uring;
 use crate::suites::echo::{connect_many, discard_all, echo, start_with};
 use nix::errno::Errno;
 use std::time::Duration;
@@ -34,11 +37,19 @@ pub(super) const USES_RING: Check = Check {
 /// Lines echoed one at a time while the ring's counters are watched.
 const LINES: usize = 100;
 
-/// accept, accept4, sendto, recvfrom, sendmsg, recvmsg, recvmmsg and
-/// sendmmsg (x86_64): calls only a socket takes, which the contract says
-/// the server never makes itself. (read and write also take files: those
-/// are counted instead.)
-const SOCKET_CALLS: &[u32] = &[43, 288, 44, 45, 46, 47, 299, 307];
+/// Calls only a socket takes, which the contract says the server never
+/// makes itself. (read and write also take files: those are counted
+/// instead.)
+const SOCKET_CALLS: &[u32] = &[
+    nr::ACCEPT as u32,
+    nr::ACCEPT4 as u32,
+    nr::SENDTO as u32,
+    nr::RECVFROM as u32,
+    nr::SENDMSG as u32,
+    nr::RECVMSG as u32,
+    nr::RECVMMSG as u32,
+    nr::SENDMMSG as u32,
+];
 
 fn uses_ring(ctx: &Ctx) -> Outcome {
     let mut server = start_with(
@@ -116,49 +127,47 @@ fn uses_ring(ctx: &Ctx) -> Outcome {
             skip => skip,
         })?;
     }
-    let Some(&ring) = rings.first() else {
+    if rings.is_empty() {
         ctx.note("no ring fd (closed after registering?): completions not counted");
         discard_all(clients);
         return Ok(());
-    };
-    per_line(ctx, &mut server, &mut clients[0], pid, &rings, ring)?;
+    }
+    per_line(ctx, &mut server, &mut clients[0], &rings)?;
     discard_all(clients);
     Ok(())
 }
 
 /// Echoes [`LINES`] lines one at a time, counting the ring's completions
 /// and the server's plain reads and writes meanwhile.
-fn per_line(
-    ctx: &Ctx,
-    server: &mut crate::check::Server,
-    client: &mut crate::harness::client::Client,
-    pid: i32,
-    rings: &[i32],
-    ring: i32,
-) -> Outcome {
-    let completions = |pid| -> u32 {
-        rings
+fn per_line(ctx: &Ctx, server: &mut Server, client: &mut Client, rings: &[i32]) -> Outcome {
+    let pid = server.pid();
+    // The rings' CqTail added up; none where no fdinfo shows the counters.
+    let completions = || -> Option<u32> {
+        let tails: Vec<u32> = rings
             .iter()
             .filter_map(|&fd| uring::completions(pid, fd))
-            .fold(0u32, |sum, n| sum.wrapping_add(n))
+            .collect();
+        (!tails.is_empty()).then(|| tails.into_iter().fold(0u32, u32::wrapping_add))
     };
-    let before = completions(pid);
+    let before = completions();
     let io_before = proc::io_syscalls(pid);
     for i in 0..LINES {
         echo(client, format!("line {i} of {LINES}\n").as_bytes())?;
     }
-    let after = completions(pid);
+    let after = completions();
     let io_after = proc::io_syscalls(pid);
     server.alive("while echoing lines one at a time")?;
-    let posted = after.wrapping_sub(before) as usize;
+    let posted = before
+        .zip(after)
+        .map(|(before, after)| after.wrapping_sub(before) as usize);
     let plain = match (io_before, io_after) {
         (Some(b), Some(a)) => Some((a.0.saturating_sub(b.0), a.1.saturating_sub(b.1))),
         _ => None,
     };
     ctx.note(format!(
-        "{LINES} lines one at a time: {posted} completions on ring fd {ring}; plain (reads, writes): {plain:?}"
+        "{LINES} lines one at a time: {posted:?} completions on ring fds {rings:?}; plain (reads, writes): {plain:?}"
     ));
-    if uring::completions(pid, ring).is_some() {
+    if let Some(posted) = posted {
         ensure(posted >= LINES, || {
             Failure::new(format!(
                 "echoed {LINES} lines one at a time (send a line, wait for its echo); the server's rings posted {posted} completions meanwhile (CqTail in /proc/{pid}/fdinfo)"
