@@ -1,11 +1,13 @@
 //! No TCP client delays a datagram: one half-way through a line, one that
 //! sends without reading, and a saturating load of many.
 
-use super::{datagrams_meanwhile, peer};
-use crate::check::within;
-use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, ensure, grader_error, secs};
+use super::datagrams_meanwhile;
+use crate::check::{
+    Check, Ctx, Failure, Outcome, Verdict, broken, ensure, grader_error, secs, within,
+};
 use crate::harness::load::TcpLoad;
 use crate::harness::text::{bytes, thousands};
+use crate::suites::datagram::peer;
 use crate::suites::echo::{SHORT, echo, expect, lines, send, start};
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 //! same port, and no TCP client, however slow, silent, half-way through a
 //! line, flooding or not reading, delays a datagram's echo.
 
-use crate::check::{Ctx, Failure, Outcome, Server, Suite, Verdict, grader_error};
+use crate::check::{Failure, Outcome, Server, Suite, Verdict};
 use crate::harness::udp::Peer;
-use std::net::Ipv4Addr;
+use crate::suites::datagram;
 use std::time::{Duration, Instant};
 
 mod fairness;
@@ -29,11 +29,6 @@ pub static SUITE: Suite = Suite {
 /// more than a fair server needs (a few ms), far less than a starved one.
 const PROMPT: Duration = Duration::from_secs(1);
 
-/// A UDP peer of the grader's on 127.0.0.<host>.
-fn peer(ctx: &Ctx, host: u8) -> Result<Peer, Verdict> {
-    ctx.udp_peer(Ipv4Addr::new(127, 0, 0, host))
-}
-
 /// Round trips of datagrams, one every `every`, for `window`: each echo
 /// must come within [`PROMPT`]. `meanwhile` runs between them (a TCP
 /// client's work). Returns the slowest echo.
@@ -50,7 +45,7 @@ fn datagrams_meanwhile(
     let mut k = 0;
     while started.elapsed() < window {
         let data = format!("datagram {k} while {what}").into_bytes();
-        send_datagram(peer, server, &data)?;
+        datagram::send(peer, server, &data)?;
         let sent = Instant::now();
         let got = loop {
             match peer.recv_by(sent + PROMPT) {
@@ -79,12 +74,6 @@ fn datagrams_meanwhile(
         std::thread::sleep(every.saturating_sub(sent.elapsed()));
     }
     Ok(slowest)
-}
-
-/// Sends one datagram to the server.
-fn send_datagram(peer: &Peer, server: &Server, data: &[u8]) -> Outcome {
-    peer.send_to(data, server.addr)
-        .map_err(|err| grader_error(format!("c{} cannot send a datagram: {err}", peer.id)))
 }
 
 fn format_secs(d: Duration) -> String {

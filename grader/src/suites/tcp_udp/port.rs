@@ -1,9 +1,9 @@
 //! Both sockets on the announced port, and TCP and UDP traffic at once,
 //! each reply on its own transport to its own sender.
 
-use super::peer;
 use crate::check::{Check, Ctx, Failure, Outcome, broken, ensure, secs, within};
 use crate::harness::proc::{self, TCP_LISTEN};
+use crate::suites::datagram::{self, peer};
 use crate::suites::echo::{SHORT, send, start};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
@@ -102,7 +102,7 @@ fn both_at_once(ctx: &Ctx) -> Outcome {
             send(client, &line(c, k))?;
         }
         for (p, peer) in peers.iter().enumerate() {
-            super::send_datagram(peer, &server, &datagram(p, k))?;
+            datagram::send(peer, &server, &datagram(p, k))?;
         }
     }
     for (p, peer) in peers.iter().enumerate() {
