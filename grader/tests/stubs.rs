@@ -155,3 +155,16 @@ fn the_uring_echo_stub_has_the_solution_s_user_data_encoding() {
         "labs/uring_echo/src/op.rs differs from solutions/uring_echo/src/op.rs: the stub gives it ready-made, so copy the solution's"
     );
 }
+
+/// The web_client stub's `given.rs` (the command line, the URLs, the output
+/// lines and the exit code, given ready-made) is the solution's, byte for
+/// byte: a TA compares the two file by file.
+#[test]
+fn the_web_client_stub_has_the_solution_s_given_code() {
+    let solution = read("solutions/web_client/src/given.rs");
+    let stub = read("labs/web_client/src/given.rs");
+    assert!(
+        stub == solution,
+        "labs/web_client/src/given.rs differs from solutions/web_client/src/given.rs: the stub gives it ready-made, so copy the solution's"
+    );
+}
