@@ -4,8 +4,9 @@
 //! The skeleton uses `poll` (nix::poll): the set of sockets changes every
 //! round (fetches end, new ones start, a socket waits for writability, then
 //! for reading), and poll takes the whole set anew each call. `select`
-//! would not do: N goes up to 1,000 sockets, past FD_SETSIZE (1024) once
-//! stdio and the files are counted.
+//! would not do: N goes up to 1,000, a socket and a file each, so fd
+//! numbers reach about 2,000, and select cannot watch an fd at or above
+//! FD_SETSIZE (1024).
 
 use crate::fetch::Fetch;
 use crate::given::{Config, Failure, Outcome, Report};

@@ -5,8 +5,9 @@
 //! start, a socket waits for writability, then for reading), and poll takes
 //! the whole set anew each call, rebuilt from the fetches in progress: no
 //! registrations to keep in step, as epoll would need. `select` is out:
-//! with N up to 1,000 sockets plus stdio, fds pass FD_SETSIZE (1024). And N
-//! sockets per call is cheap enough at this scale for poll.
+//! N goes up to 1,000, a socket and a file each, so fd numbers reach about
+//! 2,000, and select cannot watch an fd at or above FD_SETSIZE (1024). And
+//! N sockets per call is cheap enough at this scale for poll.
 
 use crate::fetch::Fetch;
 use crate::given::{Config, Failure, Outcome, Report};
