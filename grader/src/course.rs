@@ -36,6 +36,22 @@ const EPOLL: Idle = Idle {
     how: "wait for all sockets at once with nix::sys::epoll::Epoll::wait",
 };
 
+/// Any of the three readiness APIs: the lab leaves the choice to the student.
+const ANY_READINESS: Idle = Idle {
+    syscalls: &[
+        nr::POLL,
+        nr::PPOLL,
+        nr::EPOLL_WAIT,
+        nr::EPOLL_PWAIT,
+        nr::EPOLL_PWAIT2,
+        nr::SELECT,
+        nr::PSELECT6,
+    ],
+    names: "poll, ppoll, epoll_wait, epoll_pwait, epoll_pwait2, select or pselect6",
+    call: "the readiness call",
+    how: "wait for every socket at once, in one poll, epoll_wait or select",
+};
+
 pub static LABS: &[Lab] = &[
     Lab {
         name: "nonblocking_read",
@@ -256,18 +272,8 @@ pub static LABS: &[Lab] = &[
         name: "tcp_udp",
         summary: "one server, one readiness loop: the line echo over TCP and datagram echo over UDP on the same port, no TCP client delaying a datagram",
         idle: Idle {
-            syscalls: &[
-                nr::POLL,
-                nr::PPOLL,
-                nr::EPOLL_WAIT,
-                nr::EPOLL_PWAIT,
-                nr::EPOLL_PWAIT2,
-                nr::SELECT,
-                nr::PSELECT6,
-            ],
-            names: "poll, ppoll, epoll_wait, epoll_pwait, epoll_pwait2, select or pselect6",
-            call: "the readiness call",
             how: "wait for the listener, the UDP socket and every TCP client at once, in one poll, epoll_wait or select",
+            ..ANY_READINESS
         },
         suites: &[
             &suites::echo::SUITE,
@@ -309,6 +315,23 @@ pub static LABS: &[Lab] = &[
         ],
         bench: false,
         budget: secs(45),
+    },
+    Lab {
+        name: "web_client",
+        summary: "HTTP/1.0 client fetching many URLs at once: non-blocking connect, one readiness loop, a deadline per fetch, a sliding window of N",
+        idle: Idle {
+            how: "wait for every fetch's socket at once, in one poll, epoll_wait or select, with the time left until the earliest deadline as its timeout",
+            ..ANY_READINESS
+        },
+        suites: &[&suites::web_client::SUITE],
+        echo: None,
+        trigger: None,
+        stub: "web_client",
+        solution: "web_client_solution",
+        broken: "broken_web_client",
+        correct: &["correct_web_client", "grader/tests/impls/web_client.py"],
+        bench: false,
+        budget: secs(120),
     },
 ];
 

@@ -13,3 +13,4 @@ pub mod sigio_udp;
 pub mod tcp_udp;
 pub mod timeouts;
 pub mod uring_echo;
+pub mod web_client;
