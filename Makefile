@@ -1,7 +1,7 @@
 # iomux-labs: `make help` lists the targets.
 
 # Labs the grader can grade today, in teaching order.
-LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo sigio_udp tcp_udp select_telnet
+LABS := nonblocking_read select_echo poll_echo epoll_lt epoll_et timeouts async_echo uring_echo sigio_udp tcp_udp select_telnet web_client
 
 # The student copy (`make handout`) has no solutions/ and no tools/.
 HAVE_SOLUTIONS := $(wildcard solutions)
