@@ -8,6 +8,7 @@ use super::run::{self, Fetched, OutDir, Run};
 use super::site::{self, BlackHole, Refusing, Reply, Step};
 use super::{numbered, start_site};
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, grader_error, secs};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -228,7 +229,7 @@ fn stalled(ctx: &Ctx) -> Outcome {
     let urls: Vec<String> = (1..=3).map(|i| site.url(&format!("/s/{i}"))).collect();
     let dir = OutDir::new()?;
     let mut run = run::start(ctx, &dir.path, &["--timeout-ms", "1500"], &urls)?;
-    let status = run.finish(Duration::from_secs(8));
+    let status = run.finish(Duration::from_secs(5));
     let whole = |failure: Failure| {
         failure.cause("the deadline covers the whole fetch, T ms after its connect started, whether it is still connecting, sending or receiving (a deadline on the connect only, or one pushed back by each read, never fires here)")
     };
@@ -272,7 +273,11 @@ fn reset(ctx: &Ctx) -> Outcome {
     ])?;
     let dir = OutDir::new()?;
     // What an earlier run left: it must not pass for this run's body.
-    std::fs::write(dir.body(1), b"an earlier run's body\n")
+    // Writable by the program (which may run as another user), as its own
+    // earlier run's file would be.
+    let stale = dir.body(1);
+    std::fs::write(&stale, b"an earlier run's body\n")
+        .and_then(|()| std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)))
         .map_err(|err| grader_error(format!("cannot write DIR/1: {err}")))?;
     let urls = vec![site.url("/x/1"), site.url("/x/2")];
     let mut run = run::start(ctx, &dir.path, &[], &urls)?;

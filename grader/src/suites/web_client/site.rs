@@ -112,6 +112,30 @@ pub(super) struct Options {
     pub small_window: bool,
     /// Wait this long after accepting before reading the request.
     pub read_after: Duration,
+    /// Listen on an address of 127.0.0.0/8 no connection has used lately:
+    /// the kernel caches each destination's congestion window (tcp_metrics),
+    /// and a client's send buffer grows with it, so only a fresh address
+    /// gives the same small buffer every time.
+    pub fresh_address: bool,
+}
+
+/// An address of 127.128.0.0/9 picked at random: almost surely unused.
+fn fresh_loopback() -> Ipv4Addr {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let r = hasher.finish();
+    Ipv4Addr::new(
+        127,
+        128 + (r % 128) as u8,
+        (r >> 8) as u8,
+        1 + ((r >> 16) % 254) as u8,
+    )
 }
 
 impl Site {
@@ -129,7 +153,12 @@ impl Site {
             socket.set_recv_buffer_size(4096)?;
             socket.set_tcp_mss(536)?;
         }
-        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+        let ip = if options.fresh_address {
+            fresh_loopback()
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
+        socket.bind(&SocketAddr::from((ip, 0)).into())?;
         socket.listen(1024)?;
         let listener: TcpListener = socket.into();
         listener.set_nonblocking(true)?;
@@ -143,7 +172,7 @@ impl Site {
         Ok(Site { addr, shared })
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (or its own address).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
