@@ -290,7 +290,14 @@ fn bad_dir(ctx: &Ctx) -> Outcome {
             "one line on stderr naming DIR and why it cannot be used, then exit 1 (never a panic)"
         };
         return Err(
-            Failure::new(format!("--out {} ({what}):\n{story}", path.display()))
+            Failure::new(if connected {
+                format!(
+                    "--out {} ({what}): the server saw a connection before the program gave up\n{story}",
+                    path.display()
+                )
+            } else {
+                format!("--out {} ({what}):\n{story}", path.display())
+            })
                 .expected("one line on stderr and exit code 1, before any connection")
                 .cause(cause)
                 .into(),

@@ -188,7 +188,7 @@ fn completion_order(ctx: &Ctx) -> Outcome {
     let cause = if in_order {
         "the lines came in command-line order: print each fetch's line when it ends, in the order fetches end"
     } else {
-        "the lines were printed but not flushed: stdout to a pipe is block-buffered, so flush after each line (they all arrived together at the end)"
+        "the lines were printed but not flushed (they all arrived together at the end): flush stdout after each line (to a pipe, C's and Python's stdout are block-buffered, and so is a Rust BufWriter)"
     };
     Err(Failure::new(format!(
         "the lines of fetches {late:?} (answered at once) reached the grader only when fetch 1 (answered after 1.5 s) ended\n{}",
