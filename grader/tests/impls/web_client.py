@@ -139,7 +139,7 @@ def parse_args(argv):
     for index, url in enumerate(urls, start=1):
         if url.startswith("-"):
             usage_error(f"option '{url}' after a URL (options come first)")
-        fetches.append(Fetch(index, url, *parse_url(url)))
+        fetches.append(Fetch(index, url, *parse_url(url), out))
     return parallel, timeout_ms, out, fetches
 
 
@@ -183,10 +183,11 @@ def write_out(text):
 
 class Fetch:
     in_flight = []    # every fetch started and not yet closed, for abandon_all
-    out_dir = "."     # DIR, for abandon_all
 
-    def __init__(self, index, url, address, port, host_header, path):
+    def __init__(self, index, url, address, port, host_header, path, out):
         self.index, self.url = index, url
+        self.final = os.path.join(out, str(index))
+        self.part = self.final + ".part"
         self.address = (address, port)
         self.request = memoryview(os.fsencode(f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\n\r\n"))
         self.state = None
@@ -196,10 +197,6 @@ class Fetch:
         self.status = None
         self.body_fd = None
         self.body_bytes = 0
-
-    def paths(self, out):
-        final = os.path.join(out, str(self.index))
-        return final, final + ".part"
 
     def start(self, selector, timeout_ms):
         """Begin the non-blocking connect; the deadline counts from here."""
@@ -224,7 +221,7 @@ class Fetch:
         else:
             raise FetchFailed(reason_of(err_no))
 
-    def on_ready(self, selector, out):
+    def on_ready(self, selector):
         """One step of the state machine; raises FetchFailed, returns True when done."""
         if self.state == CONNECTING:
             # Writable means the connect ended, not that it succeeded:
@@ -235,7 +232,7 @@ class Fetch:
             self.state = SENDING
         if self.state == SENDING:
             return self.send(selector)
-        return self.receive(out)
+        return self.receive()
 
     def send(self, selector):
         try:
@@ -251,7 +248,7 @@ class Fetch:
             selector.modify(self.sock, selectors.EVENT_READ, self)
         return False
 
-    def receive(self, out):
+    def receive(self):
         try:
             data = self.sock.recv(READ_CHUNK)
         except BlockingIOError:
@@ -263,15 +260,15 @@ class Fetch:
             # end before the header's empty line is a truncated response.
             if self.state == HEADER:
                 raise FetchFailed("bad-response")
-            self.finish(out)
+            self.finish()
             return True
         if self.state == HEADER:
-            self.take_header_bytes(data, out)
+            self.take_header_bytes(data)
         else:
             self.write_body(data)
         return False
 
-    def take_header_bytes(self, data, out):
+    def take_header_bytes(self, data):
         # `\r\n\r\n` may straddle two reads: search from 3 bytes back.
         searched = max(0, len(self.header) - 3)
         self.header += data
@@ -290,9 +287,8 @@ class Fetch:
         self.header = None
         self.state = BODY
         # The body goes to DIR/i.part; only a complete one is renamed DIR/i.
-        _, part = self.paths(out)
         try:
-            self.body_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            self.body_fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as err:
             raise FetchFailed("file-error") from err
         self.write_body(body_start)
@@ -307,17 +303,16 @@ class Fetch:
             raise FetchFailed("file-error") from err
         self.body_bytes += len(data)
 
-    def finish(self, out):
-        final, part = self.paths(out)
+    def finish(self):
         os.close(self.body_fd)
         self.body_fd = None
         try:
             # Atomic: DIR/i appears complete or not at all, replacing any old one.
-            os.rename(part, final)
+            os.rename(self.part, self.final)
         except OSError as err:
             raise FetchFailed("file-error") from err
 
-    def close(self, selector, out, failed):
+    def close(self, selector, failed):
         """Release the socket and file at once; a failed fetch leaves no DIR/i."""
         if self.sock is not None:
             if self.state is not None:
@@ -329,7 +324,7 @@ class Fetch:
             self.body_fd = None
         if failed:
             # The partial body, and a DIR/i left by an earlier run.
-            for path in self.paths(out):
+            for path in (self.part, self.final):
                 try:
                     os.unlink(path)
                 except OSError:
@@ -344,7 +339,7 @@ class Fetch:
                 os.close(fetch.body_fd)
                 fetch.body_fd = None
                 try:
-                    os.unlink(fetch.paths(cls.out_dir)[1])
+                    os.unlink(fetch.part)
                 except OSError:
                     pass
         cls.in_flight.clear()
@@ -365,7 +360,7 @@ def check_status_prefix(header):
 
 # ------------------------------------------------------------------- the loop
 
-def run(parallel, timeout_ms, out, fetches):
+def run(parallel, timeout_ms, fetches):
     selector = selectors.DefaultSelector()   # epoll on Linux
     active = {}          # index -> fetch, in start order, so in deadline order
     waiting = iter(fetches)
@@ -374,7 +369,7 @@ def run(parallel, timeout_ms, out, fetches):
 
     def end(fetch, reason=None):
         nonlocal ok, failed
-        fetch.close(selector, out, failed=reason is not None)
+        fetch.close(selector, failed=reason is not None)
         active.pop(fetch.index, None)
         if reason is None:
             ok += 1
@@ -405,7 +400,7 @@ def run(parallel, timeout_ms, out, fetches):
         for key, _mask in events:
             fetch = key.data
             try:
-                if fetch.on_ready(selector, out):
+                if fetch.on_ready(selector):
                     end(fetch)
             except FetchFailed as failure:
                 end(fetch, failure.reason)
@@ -424,8 +419,7 @@ def main(argv):
     parallel, timeout_ms, out, fetches = parse_args(argv)
     check_out_dir(out)
     raise_fd_limit()
-    Fetch.out_dir = out
-    sys.exit(run(parallel, timeout_ms, out, fetches))
+    sys.exit(run(parallel, timeout_ms, fetches))
 
 
 if __name__ == "__main__":
