@@ -7,7 +7,8 @@
 //! - [`suites`]: the checks, one folder per lab family, with their hints.
 //! - [`course`]: the registry of labs, which suites each one runs.
 //! - [`runner`]: grades a program: deadlines, reruns, kills.
-//! - [`report`]: the report formats (text, JSON, Gradescope).
+//! - [`report`]: the report formats (text, JSON, Gradescope); [`platforms`]:
+//!   the other course platforms' (GitHub Classroom, PrairieLearn, Autolab).
 //! - [`submission`]: building a submission without trusting it.
 //! - [`batch`], [`watch`]: grading many submissions, re-grading on save.
 
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod check;
 pub mod course;
 pub mod harness;
+pub mod platforms;
 pub mod report;
 pub mod runner;
 pub mod submission;

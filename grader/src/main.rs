@@ -12,12 +12,13 @@
 use grader::course::{self, LABS};
 use grader::harness::contain;
 use grader::harness::process::resolve_bin;
+use grader::platforms;
 use grader::report::{LabReport, Style};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope [--hidden C,...]] [--verbose] [--run-as USER]
+const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope|classroom|prairielearn|autolab [--hidden C,...]] [--verbose] [--run-as USER]
        grader all --dir DIR [--suffix S] [--labs A,B] [--not-built LAB,...]
                                                                  grade DIR/<lab>S for every lab, then a summary
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
@@ -25,7 +26,7 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
                                                                  rebuild and re-grade on every change
        grader batch <lab> DIR [--out CSV] [--jobs N] [--only C,...] [--workspace DIR]
                                                                  grade every submission folder under DIR into a CSV
-       grader zero <lab> WHY                                     Gradescope results.json scoring 0 (build failed...)
+       grader zero <lab> WHY [--format F]                        results scoring 0 (build failed...), Gradescope's by default
        grader build <lab> SUBMISSION --workspace DIR --scratch DIR --out FILE
                                                                  build a submission's sources without trusting them
        grader --list [LAB]
@@ -39,6 +40,9 @@ enum Format {
     Human,
     Json,
     Gradescope,
+    Classroom,
+    PrairieLearn,
+    Autolab,
 }
 
 struct Options {
@@ -120,6 +124,9 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
                     "human" => Format::Human,
                     "json" => Format::Json,
                     "gradescope" => Format::Gradescope,
+                    "classroom" => Format::Classroom,
+                    "prairielearn" => Format::PrairieLearn,
+                    "autolab" => Format::Autolab,
                     other => return Err(usage_error(&format!("unknown format '{other}'"))),
                 }
             }
@@ -255,6 +262,9 @@ fn main() -> ExitCode {
         Format::Gradescope => {
             emit(&serde_json::to_string_pretty(&report.gradescope(&options.hidden)).unwrap())
         }
+        Format::Classroom => emit(&platforms::classroom::results(&report)),
+        Format::PrairieLearn => emit(&platforms::prairielearn::results(&report)),
+        Format::Autolab => emit(&platforms::autolab::results(&report)),
     }
     if report.all_passed() {
         ExitCode::SUCCESS
@@ -473,8 +483,15 @@ fn watch(args: Vec<String>) -> ExitCode {
 /// `grader zero LAB WHY`: Gradescope's results.json for a submission that
 /// could not be graded (WHY: a message, or @FILE to read it from a file).
 fn zero(args: &[String]) -> ExitCode {
+    let usage =
+        "usage: grader zero <lab> WHY|@FILE [--format gradescope|classroom|prairielearn|autolab]";
     let (Some(name), Some(why)) = (args.first(), args.get(1)) else {
-        return usage_error("usage: grader zero <lab> WHY|@FILE");
+        return usage_error(usage);
+    };
+    let format = match &args[2..] {
+        [] => "gradescope",
+        [flag, format] if flag == "--format" => format.as_str(),
+        _ => return usage_error(usage),
     };
     let Some(lab) = course::find(name) else {
         return usage_error(&format!("unknown lab '{name}'"));
@@ -495,12 +512,19 @@ fn zero(args: &[String]) -> ExitCode {
     } else {
         why
     };
-    let json = grader::report::gradescope_zero(
-        lab.name,
-        &lab.checks().collect::<Vec<_>>(),
-        why.trim_end(),
-    );
-    emit(&serde_json::to_string_pretty(&json).unwrap());
+    let why = why.trim_end();
+    let text = match format {
+        "gradescope" => {
+            let checks = lab.checks().collect::<Vec<_>>();
+            let json = grader::report::gradescope_zero(lab.name, &checks, why);
+            serde_json::to_string_pretty(&json).unwrap()
+        }
+        "classroom" => platforms::classroom::zero(lab, why),
+        "prairielearn" => platforms::prairielearn::zero(lab, why),
+        "autolab" => platforms::autolab::zero(lab, why),
+        other => return usage_error(&format!("unknown format '{other}'\n{usage}")),
+    };
+    emit(&text);
     ExitCode::SUCCESS
 }
 

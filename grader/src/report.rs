@@ -143,6 +143,28 @@ pub struct LabReport {
     pub lab: String,
     pub bin: String,
     pub checks: Vec<CheckReport>,
+    /// Opt-in measurements of a program that passed every check (round
+    /// trips per second, p99), for a platform's leaderboard: never part of
+    /// the score. Empty unless asked for.
+    pub leaderboard: Vec<Entry>,
+}
+
+/// One leaderboard column: its name, the measured value, and which way is
+/// better.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub value: f64,
+    pub order: Order,
+}
+
+/// Which way a leaderboard column ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Bigger is better (round trips per second).
+    Descending,
+    /// Smaller is better (a latency).
+    Ascending,
 }
 
 impl LabReport {
@@ -247,6 +269,7 @@ impl LabReport {
             lab: text(&value["lab"])?,
             bin: text(&value["bin"])?,
             checks,
+            leaderboard: Vec::new(),
         })
     }
 
@@ -335,6 +358,7 @@ mod tests {
                 check("quit", Status::Fail, 0, 6),
                 check("scale", Status::Skip, 0, 8),
             ],
+            leaderboard: Vec::new(),
         }
     }
 

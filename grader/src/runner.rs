@@ -76,6 +76,7 @@ pub fn grade_with(
                     skipped(lab, check, if i == 0 { &why } else { &see }, &mut on_check)
                 })
                 .collect(),
+            leaderboard: Vec::new(),
         };
     }
     let budget = Budget::new(budget_of(lab));
@@ -98,6 +99,7 @@ pub fn grade_with(
         lab: lab.name.to_string(),
         bin: shown.display().to_string(),
         checks,
+        leaderboard: Vec::new(),
     }
 }
 
