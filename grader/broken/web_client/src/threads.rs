@@ -20,14 +20,28 @@ pub fn run(_prog: &str, config: &Config, fault: Fault, out: &mut Output) -> io::
     let (mut next, mut running) = (0, 0);
     loop {
         while running < config.parallel && next < config.urls.len() {
-            next += 1;
-            let url = Url::parse(&config.urls[next - 1]).expect("checked up front");
+            let index = next + 1;
+            let url = Url::parse(&config.urls[index - 1]).expect("checked up front");
             let (dir, timeout, done_tx) = (config.dir.clone(), config.timeout, done_tx.clone());
-            let index = next;
-            thread::spawn(move || {
-                let outcome = fetch_blocking(index, &url, &dir, timeout, fault);
-                let _ = done_tx.send((index, outcome));
-            });
+            let spawned = thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let outcome = fetch_blocking(index, &url, &dir, timeout, fault);
+                    let _ = done_tx.send((index, outcome));
+                });
+            match spawned {
+                Ok(_) => {}
+                // Out of threads (RLIMIT_NPROC): wait for one to end, then retry.
+                Err(_) if running > 0 => break,
+                Err(_) => {
+                    let outcome = failed(&config.dir, index, "thread");
+                    tally.count(&outcome);
+                    out.report(index, &config.urls[index - 1], &outcome)?;
+                    next = index;
+                    continue;
+                }
+            }
+            next = index;
             running += 1;
         }
         if running == 0 {
