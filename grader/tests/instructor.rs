@@ -4,49 +4,10 @@
 
 mod common;
 
+use common::{copies_target, make, run, scratch, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Scratch space shared by these tests; its own target directory, since the
-/// exported copies are workspaces of their own.
-fn scratch(name: &str) -> PathBuf {
-    let dir = common::target_dir()
-        .join("instructor-tests")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    dir
-}
-
-fn copies_target() -> PathBuf {
-    common::target_dir().join("instructor-tests").join("target")
-}
-
-fn run(command: &mut Command) -> Output {
-    command
-        .env("CARGO_TARGET_DIR", copies_target())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run command")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn make(dir: &Path, args: &[&str]) -> Output {
-    run(Command::new("make")
-        .arg("--no-print-directory")
-        .arg("-C")
-        .arg(dir)
-        .args(args))
-}
+use std::process::Command;
 
 #[test]
 fn the_student_copy_has_no_solutions_and_grades_a_stub() {

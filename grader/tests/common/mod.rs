@@ -1,5 +1,5 @@
 //! Shared by the grader's integration tests: building the programs under
-//! test, and running one grading at a time.
+//! test, running one grading at a time, and running the instructors' tools.
 
 #![allow(dead_code)]
 
@@ -8,7 +8,7 @@ use grader::runner::Rerun;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub fn workspace() -> PathBuf {
@@ -271,4 +271,45 @@ pub fn grade_commands(text: &str) -> Vec<(usize, Vec<(&str, &str)>)> {
             (line, words)
         })
         .collect()
+}
+
+/// Scratch space for the tests of the instructors' tools (`make handout`
+/// and the platforms' exports); its own target directory, since the
+/// exported copies are workspaces of their own.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = target_dir()
+        .join("instructor-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    dir
+}
+
+pub fn copies_target() -> PathBuf {
+    target_dir().join("instructor-tests").join("target")
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command
+        .env("CARGO_TARGET_DIR", copies_target())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run command")
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn make(dir: &Path, args: &[&str]) -> Output {
+    run(Command::new("make")
+        .arg("--no-print-directory")
+        .arg("-C")
+        .arg(dir)
+        .args(args))
 }
