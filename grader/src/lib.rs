@@ -11,11 +11,13 @@
 //!   the other course platforms' (GitHub Classroom, PrairieLearn, Autolab).
 //! - [`submission`]: building a submission without trusting it.
 //! - [`batch`], [`watch`]: grading many submissions, re-grading on save.
+//! - [`leaderboard`]: the opt-in load point of a program that passed (never scored).
 
 pub mod batch;
 pub mod check;
 pub mod course;
 pub mod harness;
+pub mod leaderboard;
 pub mod platforms;
 pub mod report;
 pub mod runner;

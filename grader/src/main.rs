@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope|classroom|prairielearn|autolab [--hidden C,...]] [--verbose] [--run-as USER]
+const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [--format human|json|gradescope|classroom|prairielearn|autolab [--hidden C,...]] [--verbose] [--run-as USER] [--leaderboard]
        grader all --dir DIR [--suffix S] [--labs A,B] [--not-built LAB,...]
                                                                  grade DIR/<lab>S for every lab, then a summary
        grader hint <lab> [CHECK]                                 the hints for a lab's checks
@@ -33,7 +33,9 @@ const USAGE: &str = "usage: grader <lab> --bin PATH [--only CHECK[,CHECK...]] [-
 
 As root, the grader runs the program under test as USER (--run-as, or
 $GRADER_RUN_AS; default nobody; `root` to keep root, unprotected).
-Each lab's whole grade has a time budget; GRADER_BUDGET_SECS=N sets another.";
+Each lab's whole grade has a time budget; GRADER_BUDGET_SECS=N sets another.
+--leaderboard (or GRADER_LEADERBOARD=1): an echo server that passed every check
+is measured once more under load for a leaderboard, never part of the score.";
 
 #[derive(PartialEq)]
 enum Format {
@@ -52,6 +54,7 @@ struct Options {
     format: Format,
     verbose: bool,
     hidden: Vec<String>,
+    leaderboard: bool,
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -95,6 +98,7 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
     let mut only = Vec::new();
     let mut format = Format::Human;
     let mut verbose = false;
+    let mut leaderboard = false;
     let mut hidden = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -131,6 +135,7 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
                 }
             }
             "-v" | "--verbose" => verbose = true,
+            "--leaderboard" => leaderboard = true,
             "--hidden" => hidden.extend(
                 value("--hidden")?
                     .split(',')
@@ -160,6 +165,7 @@ fn parse(args: Vec<String>) -> Result<Options, ExitCode> {
         format,
         verbose,
         hidden,
+        leaderboard,
     })
 }
 
@@ -251,13 +257,22 @@ fn main() -> ExitCode {
     if human {
         emit(&LabReport::header(lab.name, &options.bin));
     }
-    let report = grader::grade(lab, &bin, &options.only, |check| {
+    let mut report = grader::grade(lab, &bin, &options.only, |check| {
         if human {
             emit(&check.styled(options.verbose, style));
         }
     });
+    let board = grader::leaderboard::wanted(options.leaderboard)
+        .then(|| grader::leaderboard::add(lab, &bin, &mut report));
+    match &board {
+        Some(line) if !human => eprintln!("{line}"),
+        _ => {}
+    }
     match options.format {
-        Format::Human => emit(&report.footer()),
+        Format::Human => {
+            emit(&report.footer());
+            board.iter().for_each(|line| emit(line));
+        }
         Format::Json => emit(&serde_json::to_string_pretty(&report.json()).unwrap()),
         Format::Gradescope => {
             emit(&serde_json::to_string_pretty(&report.gradescope(&options.hidden)).unwrap())

@@ -29,6 +29,11 @@ impl Status {
     }
 }
 
+/// How every check after the first begins when the program never started
+/// (the first carries the start failure): the human report shows them as
+/// one line ([`LabReport::footer`]), the other formats one entry each.
+pub const NEVER_STARTED: &str = "not run: the program never started";
+
 #[derive(Clone, Debug)]
 pub struct CheckReport {
     pub name: String,
@@ -104,6 +109,12 @@ impl CheckReport {
         self.styled(verbose, Style::Plain)
     }
 
+    /// Not run because the program never started: shown only in the
+    /// footer's one line in the human report.
+    pub fn never_started(&self) -> bool {
+        self.message.starts_with(NEVER_STARTED)
+    }
+
     /// The one line of a check, without its message.
     pub fn line(&self, style: Style) -> String {
         format!(
@@ -158,6 +169,32 @@ pub struct Entry {
     pub order: Order,
 }
 
+impl Entry {
+    /// One of Gradescope's `leaderboard` quantities (its `order` defaults to
+    /// `desc`; it is always written).
+    pub fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "value": self.value,
+            "order": match self.order {
+                Order::Descending => "desc",
+                Order::Ascending => "asc",
+            },
+        })
+    }
+
+    fn from_json(value: &Value) -> Option<Entry> {
+        Some(Entry {
+            name: value["name"].as_str()?.to_string(),
+            value: value["value"].as_f64()?,
+            order: match value["order"].as_str() {
+                Some("asc") => Order::Ascending,
+                _ => Order::Descending,
+            },
+        })
+    }
+}
+
 /// Which way a leaderboard column ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -188,7 +225,27 @@ impl LabReport {
         format!("== grading {lab}: {bin} ==")
     }
 
+    /// The last of the human report: the checks not run because the
+    /// program never started, in one line, then the score.
     pub fn footer(&self) -> String {
+        let never: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.never_started())
+            .map(|c| c.name.as_str())
+            .collect();
+        if never.is_empty() {
+            return self.score_line();
+        }
+        format!(
+            "not run: {} (the program never started)\n{}",
+            never.join(", "),
+            self.score_line()
+        )
+    }
+
+    /// `Score: 5/19  (not passed: quit, scale)`.
+    pub fn score_line(&self) -> String {
         let failed: Vec<&str> = self
             .checks
             .iter()
@@ -217,7 +274,7 @@ impl LabReport {
 
     /// The stable machine-readable format (`--format json`).
     pub fn json(&self) -> Value {
-        json!({
+        let mut report = json!({
             "lab": self.lab,
             "bin": self.bin,
             "score": self.score(),
@@ -236,7 +293,9 @@ impl LabReport {
                 "hint": c.hint,
                 "flaky": c.flaky,
             })).collect::<Vec<_>>(),
-        })
+        });
+        self.add_leaderboard(&mut report);
+        report
     }
 
     /// The report back from its [`LabReport::json`] (a grading run in
@@ -269,7 +328,10 @@ impl LabReport {
             lab: text(&value["lab"])?,
             bin: text(&value["bin"])?,
             checks,
-            leaderboard: Vec::new(),
+            leaderboard: value["leaderboard"]
+                .as_array()
+                .map(|entries| entries.iter().filter_map(Entry::from_json).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -277,11 +339,11 @@ impl LabReport {
     /// `hidden` (instructor-only) are shown to students only once the
     /// instructor publishes the grades.
     pub fn gradescope(&self, hidden: &[String]) -> Value {
-        json!({
+        let mut results = json!({
             "score": self.score(),
             "max_score": self.max_score(),
             "execution_time": self.seconds().round() as u64,
-            "output": format!("{}: {}", self.lab, self.footer()),
+            "output": format!("{}: {}", self.lab, self.score_line()),
             "tests": self.checks.iter().map(|c| {
                 let mut output = c.description.clone();
                 if c.status == Status::Skip {
@@ -303,7 +365,17 @@ impl LabReport {
                     "output": output,
                 })
             }).collect::<Vec<_>>(),
-        })
+        });
+        self.add_leaderboard(&mut results);
+        results
+    }
+
+    /// The leaderboard's entries under `leaderboard`, when there are any
+    /// (Gradescope's format, which `--format json` shares).
+    fn add_leaderboard(&self, results: &mut Value) {
+        if !self.leaderboard.is_empty() {
+            results["leaderboard"] = self.leaderboard.iter().map(Entry::json).collect();
+        }
     }
 }
 
@@ -408,6 +480,59 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("it broke")
+        );
+        assert!(gs.get("leaderboard").is_none() && json.get("leaderboard").is_none());
+    }
+
+    #[test]
+    fn the_leaderboard_is_gradescopes_and_round_trips_through_json() {
+        let mut r = report();
+        r.leaderboard = vec![
+            Entry {
+                name: "round trips/s".into(),
+                value: 41_000.0,
+                order: Order::Descending,
+            },
+            Entry {
+                name: "p99 latency (ms)".into(),
+                value: 1.25,
+                order: Order::Ascending,
+            },
+        ];
+        let gs = r.gradescope(&[]);
+        assert_eq!(
+            gs["leaderboard"],
+            json!([
+                {"name": "round trips/s", "value": 41_000.0, "order": "desc"},
+                {"name": "p99 latency (ms)", "value": 1.25, "order": "asc"},
+            ])
+        );
+        // Never part of the score.
+        assert_eq!(gs["score"], 5);
+        let back = LabReport::from_json(&r.json()).unwrap();
+        assert_eq!(back.leaderboard, r.leaderboard);
+    }
+
+    #[test]
+    fn checks_not_run_because_the_program_never_started_are_one_line() {
+        let mut r = report();
+        for (check, name) in r.checks.iter_mut().zip(["basic_echo", "quit", "scale"]) {
+            check.status = Status::Fail;
+            check.points = 0;
+            check.message = format!("{NEVER_STARTED} (see `x`)");
+            check.name = name.into();
+        }
+        r.checks[0].message =
+            "the program never started properly, so no check was run:\nboom".into();
+        assert!(!r.checks[0].never_started() && r.checks[1].never_started());
+        assert_eq!(
+            r.footer(),
+            "not run: quit, scale (the program never started)\nScore: 0/19  (not passed: basic_echo, quit, scale)"
+        );
+        assert_eq!(r.gradescope(&[])["tests"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            r.gradescope(&[])["output"],
+            "poll_echo: Score: 0/19  (not passed: basic_echo, quit, scale)"
         );
     }
 }

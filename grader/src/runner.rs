@@ -12,7 +12,7 @@
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict};
 use crate::course::Lab;
 use crate::harness::{contain, process};
-use crate::report::{CheckReport, LabReport, Status};
+use crate::report::{CheckReport, LabReport, NEVER_STARTED, Status};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +26,9 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 const LEAST: Duration = Duration::from_secs(1);
 
 /// Grades `bin` as `lab`, running every check (or only those named in
-/// `only`). `on_check` sees each result as soon as it is known.
+/// `only`). `on_check` sees each result as soon as it is known, except the
+/// checks not run because the program never started: the human report
+/// lists those in one line ([`LabReport::footer`]).
 pub fn grade(
     lab: &'static Lab,
     bin: &Path,
@@ -85,11 +87,11 @@ pub fn grade_with(
     for check in selected {
         let result = match (&never_started, checks.first()) {
             (Some(why), None) => not_started(lab, check, why),
-            (Some(_), Some(first)) => not_run(
-                lab,
-                check,
-                format!("not run: the program never started (see `{}`)", first.name),
-            ),
+            (Some(_), Some(first)) => {
+                let see = format!("{NEVER_STARTED} (see `{}`)", first.name);
+                checks.push(not_run(lab, check, see));
+                continue;
+            }
             (None, _) => graded(lab, check, bin, &budget, rerun),
         };
         on_check(&result);

@@ -1,12 +1,13 @@
-//! The load generator: idle connections held open and silent, and active
-//! clients that ping-pong one line each.
+//! The echo servers' load generator (the bench's, and the grader's opt-in
+//! leaderboard): idle connections held open and silent, and active clients
+//! that ping-pong one line each.
 //!
 //! Everything runs in the calling thread: the active clients are driven by
 //! one epoll loop and the idle ones are only held, so the generator costs a
 //! few system calls per round trip whatever the number of connections, and
 //! the server under test is what gets measured.
 
-use grader::harness::text::{first_difference, quote};
+use super::text::{first_difference, quote};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
