@@ -29,6 +29,7 @@ help:
 	@echo "  make handout DEST=<dir>         export the student copy (no solutions, no instructor material)"
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
+	@echo "                                  LEADERBOARD=1: echo servers that pass get a leaderboard (never scored)"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
 	@echo "  make bench                      select vs poll vs epoll vs io_uring vs threads vs tokio (docs/bench.md)"
 	@echo "  make bench LAB=<lab> [BIN=path] the same with your program added (default: labs/<lab>)"
@@ -137,4 +138,4 @@ batch: need-lab grader
 
 gradescope: need-lab
 	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi
-	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)"
+	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)" "$(LEADERBOARD)"

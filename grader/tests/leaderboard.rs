@@ -108,3 +108,44 @@ fn a_stub_gets_no_leaderboard_and_one_line_for_the_checks_not_run() {
     }
     assert!(json.get("leaderboard").is_none());
 }
+
+/// `make gradescope LAB=x LEADERBOARD=1` (tools/gradescope.sh's fourth
+/// argument) puts `LEADERBOARD=1` in the zip's autograder.conf, which
+/// run_autograder turns into GRADER_LEADERBOARD; anything but 0 or 1 is
+/// refused. (A full grade through run_autograder would cost a minute: the
+/// grader's side is tested above.)
+#[test]
+fn the_gradescope_zip_turns_the_leaderboard_on_from_its_config() {
+    let script = common::workspace().join("tools/gradescope.sh");
+    let zip = common::scratch("leaderboard").with_extension("zip");
+    let built = common::run(
+        std::process::Command::new(&script)
+            .args(["poll_echo"])
+            .arg(&zip)
+            .args(["", "1"]),
+    );
+    assert!(built.status.success(), "{}", common::text(&built));
+    let conf = common::run(
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).read('autograder.conf').decode())",
+            ])
+            .arg(&zip),
+    );
+    let conf = String::from_utf8_lossy(&conf.stdout);
+    assert!(conf.lines().any(|l| l == "LEADERBOARD=1"), "{conf}");
+    let runner =
+        std::fs::read_to_string(common::workspace().join("tools/gradescope/run_autograder"))
+            .unwrap();
+    assert!(runner.contains("export GRADER_LEADERBOARD=${LEADERBOARD:-0}"));
+
+    let refused = common::run(
+        std::process::Command::new(&script)
+            .args(["poll_echo"])
+            .arg(&zip)
+            .args(["", "yes"]),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", common::text(&refused));
+    let _ = std::fs::remove_file(&zip);
+}
