@@ -30,6 +30,8 @@ help:
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "                                  LEADERBOARD=1: echo servers that pass get a leaderboard (never scored)"
+	@echo "  make classroom DEST=<dir>       a GitHub Classroom template: DEST's .github/workflows/classroom.yml"
+	@echo "                                  (makes the student copy first if DEST does not exist); LABS=\"a b\": only these"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
 	@echo "  make bench                      select vs poll vs epoll vs io_uring vs threads vs tokio (docs/bench.md)"
 	@echo "  make bench LAB=<lab> [BIN=path] the same with your program added (default: labs/<lab>)"
@@ -139,3 +141,12 @@ batch: need-lab grader
 gradescope: need-lab
 	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi
 	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)" "$(LEADERBOARD)"
+
+# GitHub Classroom: the autograding workflow, written into a student copy.
+# LABS="a b" on the command line names the labs graded (by default, every
+# lab of the copy); LABS from this Makefile is not a choice.
+.PHONY: classroom
+classroom:
+	@if [ -z "$(DEST)" ]; then echo "usage: make classroom DEST=<student copy> [LABS=\"a b\"]" >&2; exit 2; fi
+	@if [ ! -x tools/classroom.sh ]; then echo "make classroom: not available in the student copy" >&2; exit 2; fi
+	@tools/classroom.sh "$(DEST)" $(if $(filter command line,$(origin LABS)),$(LABS))
