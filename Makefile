@@ -30,6 +30,8 @@ help:
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "                                  LEADERBOARD=1: echo servers that pass get a leaderboard (never scored)"
+	@echo "  make prairielearn LAB=<lab>     a PrairieLearn question and its grading image's folder (docs/instructors.md)"
+	@echo "                                  DEST=<dir> (default target/prairielearn/<lab>), IMAGE=<docker image name>"
 	@echo "  make classroom DEST=<dir>       a GitHub Classroom template: DEST's .github/workflows/classroom.yml"
 	@echo "                                  (makes the student copy first if DEST does not exist); LABS=\"a b\": only these"
 	@echo "  make batch LAB=<lab> DIR=<dir>  grade every submission folder in <dir>; CSV of points per check"
@@ -141,6 +143,13 @@ batch: need-lab grader
 gradescope: need-lab
 	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi
 	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)" "$(LEADERBOARD)"
+
+# PrairieLearn: the question (info.json, question.html) and the grading
+# image's build folder (Dockerfile, the entrypoint, the student copy).
+.PHONY: prairielearn
+prairielearn: need-lab
+	@if [ ! -x tools/prairielearn.sh ]; then echo "make prairielearn: not available in the student copy" >&2; exit 2; fi
+	@tools/prairielearn.sh $(LAB) "$(or $(DEST),$(TARGET_DIR)/prairielearn/$(LAB))" $(IMAGE)
 
 # GitHub Classroom: the autograding workflow, written into a student copy.
 # LABS="a b" on the command line names the labs graded (by default, every

@@ -20,10 +20,12 @@ pub fn results(report: &LabReport) -> String {
     let json = json!({
         "gradable": true,
         "score": fraction(report.score(), max),
-        "message": format!("{}: {}", report.lab, report.footer()),
+        "message": format!("{}: {}", report.lab, report.score_line()),
+        // The checklist as the terminal shows it.
         "output": report
             .checks
             .iter()
+            .filter(|c| !c.never_started())
             .map(|c| c.human(false))
             .chain([report.footer()])
             .collect::<Vec<_>>()
