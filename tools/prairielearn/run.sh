@@ -90,6 +90,7 @@ if [ $status -ne 0 ]; then
 fi
 
 left=$((job - reserve - SECONDS))
+[ $left -ge 1 ] || left=1   # (timeout 0 would mean no limit)
 timeout -s KILL "$left" "$grader" "$lab" --bin "$work/$lab" --format prairielearn \
   > "$work/results.json" 2> "$work/grader.log"
 status=$?
