@@ -30,6 +30,8 @@ help:
 	@echo "                                  HANDOUT_LABS=\"a b\": only these labs' stubs and handouts"
 	@echo "  make gradescope LAB=<lab>       a Gradescope autograder zip (HIDDEN=a,b: checks shown after publishing)"
 	@echo "                                  LEADERBOARD=1: echo servers that pass get a leaderboard (never scored)"
+	@echo "  make autolab LAB=<lab>          Autolab's autograde.tar, autograde-Makefile and the problems to define"
+	@echo "                                  DEST=<dir> (default target/autolab/<lab>), TIMEOUT=<s> (Autolab's, default 900)"
 	@echo "  make prairielearn LAB=<lab>     a PrairieLearn question and its grading image's folder (docs/instructors.md)"
 	@echo "                                  DEST=<dir> (default target/prairielearn/<lab>), IMAGE=<docker image name>"
 	@echo "  make classroom DEST=<dir>       a GitHub Classroom template: DEST's .github/workflows/classroom.yml"
@@ -143,6 +145,13 @@ batch: need-lab grader
 gradescope: need-lab
 	@if [ ! -x tools/gradescope.sh ]; then echo "make gradescope: not available in the student copy" >&2; exit 2; fi
 	@tools/gradescope.sh $(LAB) $(TARGET_DIR)/gradescope/$(LAB)-autograder.zip "$(HIDDEN)" "$(LEADERBOARD)"
+
+# Autolab: autograde.tar and autograde-Makefile, and the problems to define
+# (one per check), in DEST.
+.PHONY: autolab
+autolab: need-lab
+	@if [ ! -x tools/autolab.sh ]; then echo "make autolab: not available in the student copy" >&2; exit 2; fi
+	@tools/autolab.sh $(LAB) "$(or $(DEST),$(TARGET_DIR)/autolab/$(LAB))" $(TIMEOUT)
 
 # PrairieLearn: the question (info.json, question.html) and the grading
 # image's build folder (Dockerfile, the entrypoint, the student copy).

@@ -1,0 +1,189 @@
+//! The Autolab export (`make autolab`), run for real as Autolab runs it: a
+//! folder with autograde.tar, autograde-Makefile (as `Makefile`) and the
+//! student's handin.tar, then `make`, whose last line is the autoresult.
+//! One export of select_telnet, three handins: the stub (0), the reference
+//! solution's source (full marks) and one with a build script (refused, 0
+//! with the reason).
+
+mod common;
+
+use common::{scratch, text};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const LAB: &str = "select_telnet";
+
+/// Its own target directory, kept between runs: grade.sh builds the grader
+/// from the exported copy, and must not replace the one the Gradescope
+/// tests built in `copies_target()`.
+fn autolab_target() -> PathBuf {
+    common::target_dir()
+        .join("instructor-tests")
+        .join("autolab-target")
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .env("CARGO_TARGET_DIR", autolab_target())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run command")
+}
+
+/// The lab's checks and their points, from the registry.
+fn checks() -> BTreeMap<String, u64> {
+    let lab = grader::course::find(LAB).unwrap();
+    lab.checks()
+        .map(|c| (c.name.to_string(), c.points.into()))
+        .collect()
+}
+
+/// `make autolab` into `root/export`.
+fn export(root: &Path) -> PathBuf {
+    let dest = root.join("export");
+    let out = run(Command::new("make")
+        .arg("--no-print-directory")
+        .arg("-C")
+        .arg(common::workspace())
+        .args(["autolab", &format!("LAB={LAB}")])
+        .arg(format!("DEST={}", dest.display())));
+    assert!(out.status.success(), "{}", text(&out));
+    for file in ["autograde.tar", "autograde-Makefile", "problems.txt"] {
+        assert!(dest.join(file).is_file(), "no {file}: {}", text(&out));
+    }
+    // The problems to define in Autolab: one per check, with its points.
+    let problems = std::fs::read_to_string(dest.join("problems.txt")).unwrap();
+    let listed: BTreeMap<String, u64> = problems
+        .lines()
+        .map(|line| {
+            let (name, points) = line.split_once(' ').unwrap();
+            (name.to_string(), points.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(listed, checks(), "{problems}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("round_trip 10"));
+    // The student copy with its dependencies vendored, without solutions.
+    let list = run(Command::new("tar")
+        .arg("tzf")
+        .arg(dest.join("autograde.tar")));
+    let names = String::from_utf8_lossy(&list.stdout);
+    for wanted in [
+        "iomux-labs/.cargo/config.toml",
+        "iomux-labs/vendor/nix/Cargo.toml",
+        "iomux-labs/labs/select_telnet/src/main.rs",
+        "autolab/grade.sh",
+        "autolab/autolab.conf",
+    ] {
+        assert!(names.lines().any(|n| n == wanted), "no {wanted} in the tar");
+    }
+    assert!(
+        !names.contains("iomux-labs/solutions/"),
+        "solutions in the tar"
+    );
+    dest
+}
+
+/// Autolab's grading folder: the two files and the handin, made from
+/// `files` ((path, content)) with the command the guide gives students.
+fn folder(export: &Path, dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(export.join("autograde.tar"), dir.join("autograde.tar")).unwrap();
+    std::fs::copy(export.join("autograde-Makefile"), dir.join("Makefile")).unwrap();
+    let work = dir.with_extension("handin");
+    let _ = std::fs::remove_dir_all(&work);
+    for (path, content) in files {
+        let path = work.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let tar = run(Command::new("tar")
+        .arg("cf")
+        .arg(dir.join("handin.tar"))
+        .arg("-C")
+        .arg(&work)
+        .arg("labs"));
+    assert!(tar.status.success(), "{}", text(&tar));
+}
+
+/// Runs `make` in `dir`, as Autolab does, and returns the output and its
+/// last line's JSON.
+fn autograde(dir: &Path) -> (String, Value) {
+    let out = {
+        let _lock = common::exclusive();
+        run(Command::new("make").current_dir(dir))
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    let output = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = output.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(last)
+        .unwrap_or_else(|err| panic!("the last line is not JSON ({err}): {}", text(&out)));
+    (output, json)
+}
+
+/// The autoresult's scores; its keys must be exactly the lab's checks.
+fn scores(result: &Value) -> BTreeMap<String, u64> {
+    let scores: BTreeMap<String, u64> = result["scores"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no scores: {result}"))
+        .iter()
+        .map(|(name, points)| (name.clone(), points.as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        scores.keys().collect::<Vec<_>>(),
+        checks().keys().collect::<Vec<_>>(),
+        "{result}"
+    );
+    scores
+}
+
+fn source(path: &str) -> String {
+    std::fs::read_to_string(common::workspace().join(path)).unwrap()
+}
+
+#[test]
+fn the_autolab_autograder_scores_the_stub_zero_the_solution_full_and_refuses_a_build_script() {
+    let root = scratch("autolab");
+    let export = export(&root);
+    let dir = root.join("grading");
+    let main = format!("labs/{LAB}/src/main.rs");
+
+    // The stub, in a fresh folder as Autolab gives it.
+    folder(&export, &dir, &[(&main, &source(&main))]);
+    let (output, result) = autograde(&dir);
+    assert!(scores(&result).values().all(|&p| p == 0), "{output}");
+    assert_eq!(result["scoreboard"], serde_json::json!([0]), "{output}");
+    assert!(output.contains("round_trip             FAIL"), "{output}");
+    assert!(output.contains("not yet implemented"), "{output}");
+    assert!(output.contains("Score: 0/100"), "{output}");
+
+    // The next handins reuse the folder (the grader and the dependencies
+    // are built once: the test stays cheap); Autolab would start afresh.
+    let solution = source(&format!("solutions/{LAB}/src/main.rs"));
+    folder(&export, &dir, &[(&main, &solution)]);
+    let (output, result) = autograde(&dir);
+    assert_eq!(scores(&result), checks(), "{output}");
+    assert_eq!(result["scoreboard"], serde_json::json!([100]), "{output}");
+    assert!(output.contains("Score: 100/100"), "{output}");
+
+    let manifest = source(&format!("labs/{LAB}/Cargo.toml"))
+        .replace("[dependencies]", "build = \"build.rs\"\n\n[dependencies]");
+    folder(
+        &export,
+        &dir,
+        &[
+            (&format!("labs/{LAB}/Cargo.toml"), &manifest),
+            (&format!("labs/{LAB}/build.rs"), "fn main() {}\n"),
+            (&main, &solution),
+        ],
+    );
+    let (output, result) = autograde(&dir);
+    assert!(scores(&result).values().all(|&p| p == 0), "{output}");
+    assert!(
+        output.contains("refused") && output.contains("build script"),
+        "{output}"
+    );
+    assert!(output.contains("select_telnet: 0/100"), "{output}");
+    let _ = std::fs::remove_dir_all(&root);
+}
