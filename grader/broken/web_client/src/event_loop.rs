@@ -1,17 +1,19 @@
-//! The readiness loop: level-triggered epoll over every socket in progress, a sliding
-//! window of N fetches, and each fetch's deadline in a `BTreeSet` ordered by time, so
-//! that the earliest one, the set's first, is the epoll timeout.
+//! The readiness loop: one readiness call (level-triggered epoll; select for the Select
+//! fault) over every socket in progress, a sliding window of N fetches, and each
+//! fetch's deadline in a `BTreeSet` ordered by time, so that the earliest one, the
+//! set's first, is the readiness call's timeout.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::os::fd::AsFd;
+
 use socket2::Socket;
 
 use crate::args::{Url, usage_exit};
 use crate::fetch::{Fetch, Step};
+use crate::poller::{Poller, Want};
 use crate::{Config, Fault, Outcome, Output, Tally};
 
 /// The ShortTick fault's fixed wake-up interval.
@@ -22,7 +24,7 @@ struct Loop<'a> {
     prog: &'a str,
     config: &'a Config,
     fault: Fault,
-    epoll: Epoll,
+    poller: Poller,
     fetches: HashMap<usize, Fetch>,
     deadlines: BTreeSet<(Instant, usize)>,
     /// The KeepsSockets fault's finished sockets, closed only at exit.
@@ -33,12 +35,11 @@ struct Loop<'a> {
 
 /// Runs every fetch of `config`, reporting each on `out`. Err: stdout failed.
 pub fn run(prog: &str, config: &Config, fault: Fault, out: &mut Output) -> io::Result<Tally> {
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let mut lp = Loop {
         prog,
         config,
         fault,
-        epoll,
+        poller: Poller::new(fault == Fault::Select)?,
         fetches: HashMap::new(),
         deadlines: BTreeSet::new(),
         kept: Vec::new(),
@@ -47,7 +48,7 @@ pub fn run(prog: &str, config: &Config, fault: Fault, out: &mut Output) -> io::R
     };
     let result = lp.run(out);
     if result.is_err() {
-        // stdout is gone: stop, and leave no partial file behind.
+        // stdout is gone (or select is out of room): stop, leave no partial file behind.
         for fetch in lp.fetches.values_mut() {
             fetch.fail("stopped");
         }
@@ -64,7 +65,7 @@ impl Loop<'_> {
         };
         let urls = &self.config.urls;
         let mut next = 0;
-        let mut events = vec![EpollEvent::empty(); 256];
+        let mut ready = Vec::new();
         // One receive buffer for every fetch: a fetch's memory is its header at most.
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -78,13 +79,8 @@ impl Loop<'_> {
             if self.fetches.is_empty() && next == urls.len() {
                 return Ok(());
             }
-            let ready = match self.epoll.wait(&mut events, self.timeout()) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => 0,
-                Err(e) => return Err(e.into()),
-            };
-            for event in &events[..ready] {
-                let index = event.data() as usize;
+            self.poller.wait(self.timeout(), &mut ready)?;
+            for &index in &ready {
                 // LT: a fetch ended earlier in this round simply is not here any more.
                 let Some(fetch) = self.fetches.get_mut(&index) else {
                     continue;
@@ -106,25 +102,19 @@ impl Loop<'_> {
         }
     }
 
-    /// The epoll timeout: until the earliest deadline (rounded up, so that the loop
-    /// never wakes just before it and spins), or none when no deadline is pending.
-    fn timeout(&self) -> EpollTimeout {
+    /// The readiness call's timeout: until the earliest deadline (rounded up to a
+    /// whole millisecond, so that the loop never wakes just before it and spins), or
+    /// none when no deadline is pending.
+    fn timeout(&self) -> Option<Duration> {
         let left = self.deadlines.first().map(|&(deadline, _)| {
             let left = deadline.saturating_duration_since(Instant::now());
-            left + Duration::from_nanos(999_999)
+            Duration::from_millis(left.as_nanos().div_ceil(1_000_000) as u64)
         });
-        let left = match (self.fault, left) {
+        if self.fault == Fault::ShortTick {
             // The mistake: a fixed short tick, whatever the deadlines.
-            (Fault::ShortTick, left) => Some(left.map_or(TICK, |left| left.min(TICK))),
-            (_, left) => left,
-        };
-        match left {
-            None => EpollTimeout::NONE,
-            Some(left) => {
-                let ms = left.as_millis().min(i32::MAX as u128) as i32;
-                EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
-            }
+            return Some(left.map_or(TICK, |left| left.min(TICK)));
         }
+        left
     }
 
     /// Starts fetch `index` and watches its socket, or reports it ended at once.
@@ -137,18 +127,14 @@ impl Loop<'_> {
             Ok(fetch) => fetch,
             Err(outcome) => return self.report(index, &outcome, out),
         };
-        let deadline = match self.fault {
-            Fault::GlobalDeadline => self.program_start + self.config.timeout,
-            _ => fetch.started + self.config.timeout,
-        };
-        let event = EpollEvent::new(interest(&fetch), index as u64);
-        if let Err(e) = self.epoll.add(&fetch.sock, event) {
+        let deadline = self.deadline_of(&fetch);
+        if let Err(e) = self.poller.add(fetch.sock.as_fd(), index, want(&fetch)) {
             let mut fetch = fetch;
-            let outcome = fetch.fail(if e == Errno::ENOMEM {
-                "memory"
-            } else {
-                "epoll"
-            });
+            let outcome = fetch.fail("poll");
+            if self.fault == Fault::Select {
+                // select cannot go on: stop (one line on stderr, exit 1).
+                return Err(e);
+            }
             return self.report(index, &outcome, out);
         }
         self.deadlines.insert((deadline, index));
@@ -167,17 +153,16 @@ impl Loop<'_> {
             // The mistake: once connected, no deadline at all.
             self.deadlines.retain(|&(_, i)| i != index);
         }
-        let mut event = EpollEvent::new(interest(fetch), index as u64);
-        // LT epoll keeps reporting a writable socket: stop asking once the request is out.
-        self.epoll.modify(&fetch.sock, &mut event)?;
-        Ok(())
+        // A level-triggered call keeps reporting a writable socket: once the request
+        // is out, wait for input only.
+        self.poller.modify(fetch.sock.as_fd(), index, want(fetch))
     }
 
     /// Fetch `index` ended with `outcome`: close its socket at once, report it.
     fn end(&mut self, index: usize, outcome: Outcome, out: &mut Output) -> io::Result<()> {
         if let Some(fetch) = self.fetches.remove(&index) {
             self.deadlines.remove(&(self.deadline_of(&fetch), index));
-            let _ = self.epoll.delete(&fetch.sock);
+            self.poller.delete(fetch.sock.as_fd(), index);
             if self.fault == Fault::KeepsSockets {
                 // The mistake: the finished socket stays open until the program ends.
                 self.kept.push(fetch.sock);
@@ -186,6 +171,8 @@ impl Loop<'_> {
         self.report(index, &outcome, out)
     }
 
+    /// When `fetch` fails with `timeout`: T after its connect started (the
+    /// GlobalDeadline fault: T after the program started).
     fn deadline_of(&self, fetch: &Fetch) -> Instant {
         match self.fault {
             Fault::GlobalDeadline => self.program_start + self.config.timeout,
@@ -200,10 +187,10 @@ impl Loop<'_> {
 }
 
 /// What fetch `f` waits for: writability while connecting or sending, else input.
-fn interest(f: &Fetch) -> EpollFlags {
+fn want(f: &Fetch) -> Want {
     if f.wants_write() {
-        EpollFlags::EPOLLOUT
+        Want::Write
     } else {
-        EpollFlags::EPOLLIN
+        Want::Read
     }
 }

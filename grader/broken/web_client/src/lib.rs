@@ -7,11 +7,12 @@
 //! parser of its own, one read per readiness report so that a fast body never starves
 //! the other fetches. What is shared by every variant lives here: the command line, the
 //! URL rules, the output and the exit code; [`fetch`] is one fetch's state machine,
-//! [`event_loop`] the readiness loop, [`threads`] the one variant that uses threads.
+//! [`event_loop`] the readiness loop ([`poller`] its readiness call), [`threads`] the one variant that uses threads.
 
 mod args;
 mod event_loop;
 mod fetch;
+mod poller;
 mod threads;
 
 use std::io::{self, BufWriter, Write};
@@ -65,6 +66,8 @@ pub enum Fault {
     Sigpipe,
     /// One write of the request, its count ignored.
     ShortWrite,
+    /// select(2) as the readiness call: no fd of FD_SETSIZE (1024) or more.
+    Select,
 }
 
 /// The result of one fetch, as its output line reports it.
@@ -117,6 +120,10 @@ impl Output {
     }
 }
 
+fn stdout_error(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot write to stdout: {e}"))
+}
+
 /// How many fetches succeeded and failed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tally {
@@ -161,13 +168,13 @@ pub fn run(fault: Fault) -> ! {
     };
     let tally = result.and_then(|tally| {
         out.line(&format!("done ok={} failed={}", tally.ok, tally.failed))?;
-        out.out.flush()?;
+        out.out.flush().map_err(stdout_error)?;
         Ok(tally)
     });
     match tally {
         Ok(tally) => process::exit(if tally.failed == 0 { 0 } else { 1 }),
         Err(e) => {
-            eprintln!("{prog}: cannot write to stdout: {e}");
+            eprintln!("{prog}: {e}");
             process::exit(1)
         }
     }
