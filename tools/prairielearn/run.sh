@@ -95,6 +95,9 @@ timeout -s KILL "$left" "$grader" "$lab" --bin "$work/$lab" --format prairielear
   > "$work/results.json" 2> "$work/grader.log"
 status=$?
 kill_leftovers
+# The grader's own log (the leaderboard's line, say): for the course staff,
+# in the grading job's output.
+cat "$work/grader.log" >&2
 if { [ $status -eq 0 ] || [ $status -eq 1 ]; } && grep -q '"tests"' "$work/results.json"; then
   cp "$work/results.json" "$results"
 else

@@ -21,15 +21,7 @@ pub fn results(report: &LabReport) -> String {
         "gradable": true,
         "score": fraction(report.score(), max),
         "message": format!("{}: {}", report.lab, report.score_line()),
-        // The checklist as the terminal shows it.
-        "output": report
-            .checks
-            .iter()
-            .filter(|c| !c.never_started())
-            .map(|c| c.human(false))
-            .chain([report.footer()])
-            .collect::<Vec<_>>()
-            .join("\n"),
+        "output": output(report),
         "tests": report.checks.iter().map(|c| {
             let mut message = c.message.clone();
             if c.status == Status::Skip {
@@ -47,6 +39,30 @@ pub fn results(report: &LabReport) -> String {
         }).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&json).unwrap()
+}
+
+/// The checklist as the terminal shows it, then the leaderboard's
+/// measurement if it ran (PrairieLearn has no leaderboard to put it in).
+fn output(report: &LabReport) -> String {
+    let mut lines: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.never_started())
+        .map(|c| c.human(false))
+        .chain([report.footer()])
+        .collect();
+    if !report.leaderboard.is_empty() {
+        let entries: Vec<String> = report
+            .leaderboard
+            .iter()
+            .map(|e| format!("{} {}", e.name, e.value))
+            .collect();
+        lines.push(format!(
+            "leaderboard (not part of the score): {}",
+            entries.join(", ")
+        ));
+    }
+    lines.join("\n")
 }
 
 /// What it prints for a submission that could not be graded (`why`: the
@@ -148,6 +164,37 @@ mod tests {
         assert_eq!(tests[0]["output"], "measured: cpu 0.01 s");
         assert!(tests[2]["message"].as_str().unwrap().starts_with("SKIPPED"));
         assert!(json["output"].as_str().unwrap().contains("quit"));
+        assert!(!json["output"].as_str().unwrap().contains("leaderboard"));
+    }
+
+    #[test]
+    fn the_leaderboard_measurement_is_shown_in_the_output() {
+        use crate::report::{Entry, Order};
+        let report = LabReport {
+            lab: "poll_echo".into(),
+            bin: "x".into(),
+            checks: vec![check("basic_echo", Status::Pass, 5, 5)],
+            leaderboard: vec![
+                Entry {
+                    name: "round trips/s".into(),
+                    value: 41000.0,
+                    order: Order::Descending,
+                },
+                Entry {
+                    name: "p99 latency (ms)".into(),
+                    value: 2.25,
+                    order: Order::Ascending,
+                },
+            ],
+        };
+        let json: Value = serde_json::from_str(&results(&report)).unwrap();
+        assert_eq!(json["score"], 1.0);
+        assert!(
+            json["output"].as_str().unwrap().ends_with(
+                "leaderboard (not part of the score): round trips/s 41000, p99 latency (ms) 2.25"
+            ),
+            "{json:#}"
+        );
     }
 
     #[test]
