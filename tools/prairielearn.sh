@@ -50,7 +50,7 @@ cp "$here/prairielearn/setup.sh" "$here/prairielearn/run.sh" "$dest/image/"
 chmod 755 "$dest/image/setup.sh" "$dest/image/run.sh"
 # The toolchain the course was tested with (X.Y), else the latest Rust 1.
 rust=$(rustc --version 2>/dev/null | awk '{ print $2 }')
-case "$rust" in [0-9]*.[0-9]*.[0-9]) rust=${rust%.*};; *) rust=1;; esac
+case "$rust" in *[!0-9.]*|"") rust=1;; [0-9]*.[0-9]*.[0-9]*) rust=${rust%.*};; *) rust=1;; esac
 sed -e "s/@RUST@/$rust/" -e "s/@LABS@/$lab/" "$here/prairielearn/Dockerfile" > "$dest/image/Dockerfile"
 
 # The question. Uploaded files have no folders: a file of a subfolder of
