@@ -37,6 +37,7 @@ reserve=15
 # Root-owned and not writable by RUN_AS: nothing of the submission can
 # write the results.
 mkdir -p "$grade/results"
+chown 0:0 "$grade/results" 2>/dev/null
 chmod 755 "$grade/results"
 results=$grade/results/results.json
 work=$(mktemp -d)
