@@ -32,6 +32,7 @@ help:
 	@echo "                                  LEADERBOARD=1: echo servers that pass get a leaderboard (never scored)"
 	@echo "  make autolab LAB=<lab>          Autolab's autograde.tar, autograde-Makefile and the problems to define"
 	@echo "                                  DEST=<dir> (default target/autolab/<lab>), TIMEOUT=<s> (Autolab's, default 900)"
+	@echo "                                  LEADERBOARD=1: echo servers that pass get scoreboard values (never scored)"
 	@echo "  make prairielearn LAB=<lab>     a PrairieLearn question and its grading image's folder (docs/instructors.md)"
 	@echo "                                  DEST=<dir> (default target/prairielearn/<lab>), IMAGE=<docker image name>"
 	@echo "  make classroom DEST=<dir>       a GitHub Classroom template: DEST's .github/workflows/classroom.yml"
@@ -151,7 +152,7 @@ gradescope: need-lab
 .PHONY: autolab
 autolab: need-lab
 	@if [ ! -x tools/autolab.sh ]; then echo "make autolab: not available in the student copy" >&2; exit 2; fi
-	@tools/autolab.sh $(LAB) "$(or $(DEST),$(TARGET_DIR)/autolab/$(LAB))" $(TIMEOUT)
+	@tools/autolab.sh $(LAB) "$(or $(DEST),$(TARGET_DIR)/autolab/$(LAB))" "$(TIMEOUT)" "$(LEADERBOARD)"
 
 # PrairieLearn: the question (info.json, question.html) and the grading
 # image's build folder (Dockerfile, the entrypoint, the student copy).

@@ -11,17 +11,20 @@
 #                       assessment config's YAML)
 #   Dockerfile          a grading image with Rust, for Tango
 #
-# usage: tools/autolab.sh LAB DEST [TIMEOUT]
+# usage: tools/autolab.sh LAB DEST [TIMEOUT] [LEADERBOARD]
 #   TIMEOUT: the assessment's autograding timeout in seconds, as set in
 #   Autolab (default 900); the autograder keeps within it.
+#   LEADERBOARD: 1 measures an echo server that passed every check under a
+#   short load for the scoreboard (never part of the score).
 set -euo pipefail
 die() { echo "autolab: $*" >&2; exit 1; }
-[ $# -ge 2 ] || { echo "usage: tools/autolab.sh LAB DEST [TIMEOUT]" >&2; exit 2; }
-lab=$1 dest=$2 timeout=${3:-900}
+[ $# -ge 2 ] || { echo "usage: tools/autolab.sh LAB DEST [TIMEOUT] [LEADERBOARD]" >&2; exit 2; }
+lab=$1 dest=$2 timeout=${3:-900} leaderboard=${4:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 [ -d "$root/labs/$lab" ] && [ "$lab" != labkit ] || die "no lab '$lab' in labs/"
 case "$timeout" in '' | *[!0-9]*) die "TIMEOUT must be a number of seconds";; esac
+case "$leaderboard" in 0|1) ;; *) die "LEADERBOARD must be 1 (on) or 0 (off)";; esac
 [ "$timeout" -ge 300 ] || die "TIMEOUT must be at least 300 s: the grader and the handin are built in the container"
 handin=handin.tar
 
@@ -43,7 +46,7 @@ fi
 mv "$stage/sources.toml" "$copy/.cargo/config.toml"
 mkdir -p "$stage/autolab"
 cp "$here/autolab/grade.sh" "$stage/autolab/"
-printf 'LAB=%s\nTIMEOUT=%s\n' "$lab" "$timeout" > "$stage/autolab/autolab.conf"
+printf 'LAB=%s\nTIMEOUT=%s\nLEADERBOARD=%s\n' "$lab" "$timeout" "$leaderboard" > "$stage/autolab/autolab.conf"
 
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
@@ -66,6 +69,6 @@ total=$(awk '{s += $2} END {print s}' "$dest/problems.txt")
 echo "autolab: $lab written to $dest:"
 echo "  autograde.tar ($(du -h "$dest/autograde.tar" | cut -f1)), autograde-Makefile, Dockerfile"
 echo "  handin file name: $handin (students: tar cf $handin labs/$lab/src)"
-echo "  autograding timeout: $timeout s"
+echo "  autograding timeout: $timeout s; leaderboard: $([ "$leaderboard" = 1 ] && echo "on (scoreboard: total, round trips/s, p99 ms)" || echo off)"
 echo "  problems to define in Autolab ($total points; also in problems.txt and problems.yml):"
 sed 's/^/    /' "$dest/problems.txt"

@@ -17,7 +17,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
-. "$here/autolab.conf" # LAB, TIMEOUT
+. "$here/autolab.conf" # LAB, TIMEOUT, LEADERBOARD
 handin=$top/${1:?usage: grade.sh HANDIN}
 course=$top/iomux-labs
 work=$top/work
@@ -77,10 +77,15 @@ elif [ $status -ne 0 ]; then
 fi
 
 echo "==> grading"
+# LEADERBOARD=1: an echo server that passed every check is measured once
+# more for the scoreboard; the grader says on stderr what it measured or why
+# not, and that line goes to the student too.
+export GRADER_LEADERBOARD=${LEADERBOARD:-0}
 timeout -s KILL "$(left)" "$grader" "$LAB" --bin "$work/$LAB" --format autolab \
   > "$work/report" 2> "$work/grader.log"
 status=$?
 if { [ $status -eq 0 ] || [ $status -eq 1 ]; } && tail -n 1 "$work/report" | grep -q '^{.*"scores":{'; then
+  grep '^leaderboard: ' "$work/grader.log"
   cat "$work/report"
 elif [ $status -eq 137 ]; then
   zero "the grading did not finish within the assessment's time limit ($TIMEOUT s): ask your instructor to raise it"
