@@ -60,7 +60,7 @@ echo "==> unpacking your handin"
 # The archive is the student's: no owners or modes taken from it, and GNU
 # tar refuses absolute names and '..'.
 if ! tar xf "$handin" -C "$work/handin" --no-same-owner --no-same-permissions > "$work/why" 2>&1; then
-  zero "your handin is not a tar archive ($(head -c 300 "$work/why")). Make it from the course's folder with: tar cf handin.tar labs/$LAB/src"
+  zero "your handin is not a tar archive ($(head -n 1 "$work/why")). Make it from the course's folder with: tar cf handin.tar labs/$LAB/src"
 fi
 
 echo "==> building your handin"
