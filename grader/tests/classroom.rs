@@ -41,8 +41,8 @@ fn copy() -> &'static Path {
         std::fs::create_dir_all(copies_target()).unwrap();
         std::os::unix::fs::symlink(copies_target(), copy.join("target")).unwrap();
         let build = step(&workflow(&copy), "Build the grader");
-        let (out, _) = run_step(&copy, &build);
-        assert!(out.status.success(), "{}", text(&out));
+        let ran = run_step(&copy, &build);
+        assert!(ran.out.status.success(), "{}", text(&ran.out));
         copy
     })
 }
@@ -100,24 +100,34 @@ fn step_with_id(workflow: &Yaml, id: &str) -> String {
     str_of(step, "run").to_string()
 }
 
+/// What a step left: how it ended, the outputs it set, what it added to
+/// the run's summary page.
+struct Ran {
+    out: Output,
+    outputs: HashMap<String, String>,
+    summary: String,
+}
+
 /// Runs a step's `run:` text in the copy as a runner does (`bash -e`, the
-/// default shell), with its own `$GITHUB_OUTPUT`; returns how it ended and
-/// the outputs it set.
-fn run_step(copy: &Path, run: &str) -> (Output, HashMap<String, String>) {
+/// default shell), with its own `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY`.
+fn run_step(copy: &Path, run: &str) -> Ran {
     let temp = copy.join("runner-temp");
     std::fs::create_dir_all(&temp).unwrap();
-    let outputs = temp.join(format!("output-{}", rand_suffix()));
+    let suffix = rand_suffix();
+    let outputs = temp.join(format!("output-{suffix}"));
+    let summary = temp.join(format!("summary-{suffix}"));
     std::fs::write(&outputs, "").unwrap();
     let out = Command::new("bash")
         .args(["--noprofile", "--norc", "-e", "-c", run])
         .current_dir(copy)
         .env_remove("CARGO_TARGET_DIR")
         .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
         .env("RUNNER_TEMP", &temp)
         .env("NO_COLOR", "1")
         .output()
         .expect("run bash");
-    let set = std::fs::read_to_string(&outputs)
+    let outputs = std::fs::read_to_string(&outputs)
         .unwrap()
         .lines()
         .map(|line| {
@@ -127,7 +137,12 @@ fn run_step(copy: &Path, run: &str) -> (Output, HashMap<String, String>) {
             (name.to_string(), value.to_string())
         })
         .collect();
-    (out, set)
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    Ran {
+        out,
+        outputs,
+        summary,
+    }
 }
 
 fn rand_suffix() -> String {
@@ -205,19 +220,27 @@ fn assert_shape(lab: &str, result: &Value) {
 }
 
 /// Grades one lab with its workflow step, as the runner would; returns
-/// what the reporter reads for it.
-fn grade_step(lab: &str) -> Value {
+/// what the reporter reads for it, and the step's part of the summary page
+/// (which says the same points).
+fn grade_step(lab: &str) -> (Value, String) {
     let copy = copy();
     let workflow = workflow(copy);
     let run = step_with_id(&workflow, &id(lab));
-    let (out, outputs) = {
+    let ran = {
         let _lock = common::exclusive();
         run_step(copy, &run)
     };
-    assert!(out.status.success(), "the step failed: {}", text(&out));
-    let result = reporter_reads(&workflow, &id(lab), &outputs);
+    assert!(
+        ran.out.status.success(),
+        "the step failed: {}",
+        text(&ran.out)
+    );
+    let result = reporter_reads(&workflow, &id(lab), &ran.outputs);
     assert_shape(lab, &result);
-    result
+    let (score, max) = points(&result);
+    let title = format!("### {lab}: {score}/{max}\n");
+    assert!(ran.summary.starts_with(&title), "{}", ran.summary);
+    (result, ran.summary)
 }
 
 #[test]
@@ -287,7 +310,7 @@ fn the_workflow_is_the_one_classroom_generates_with_a_runner_per_lab() {
 
 #[test]
 fn a_stub_scores_zero_with_each_checks_message() {
-    let result = grade_step("nonblocking_read");
+    let (result, summary) = grade_step("nonblocking_read");
     let max = u64::from(
         grader::course::find("nonblocking_read")
             .unwrap()
@@ -310,13 +333,15 @@ fn a_stub_scores_zero_with_each_checks_message() {
     }
     let first = result["tests"][0]["message"].as_str().unwrap();
     assert!(first.contains("not yet implemented"), "{first}");
+    assert!(summary.contains("not yet implemented"), "{summary}");
 }
 
 #[test]
 fn a_lab_that_does_not_compile_scores_zero_on_every_check_with_the_compilers_messages() {
     let main = copy().join("labs/poll_echo/src/main.rs");
     std::fs::write(&main, "fn main() { let x: u32 = \"no\"; }\n").unwrap();
-    let result = grade_step("poll_echo");
+    let (result, summary) = grade_step("poll_echo");
+    assert!(summary.contains("mismatched types"), "{summary}");
     let max = u64::from(grader::course::find("poll_echo").unwrap().max_points());
     assert_eq!(points(&result), (0, max), "{result:#}");
     assert_eq!(result["status"], "error");
@@ -343,7 +368,8 @@ fn a_correct_program_gets_full_marks() {
         std::fs::read_to_string(common::workspace().join("solutions/select_telnet/src/main.rs"))
             .unwrap();
     std::fs::write(copy().join("labs/select_telnet/src/main.rs"), solution).unwrap();
-    let result = grade_step("select_telnet");
+    let (result, summary) = grade_step("select_telnet");
+    assert!(!summary.contains("<details>"), "{summary}");
     let max = u64::from(grader::course::find("select_telnet").unwrap().max_points());
     assert_eq!(points(&result), (max, max), "{result:#}");
     assert_eq!(result["status"], "pass");

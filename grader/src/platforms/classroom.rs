@@ -37,12 +37,27 @@ pub fn results(report: &LabReport) -> String {
         .map(|check| test(&report.lab, check, room))
         .collect();
     let status = if report.all_passed() { "pass" } else { "fail" };
-    publish(json!({
-        "version": 1,
-        "status": status,
-        "max_score": report.max_score(),
-        "tests": tests,
-    }))
+    let rows: Vec<Row> = report
+        .checks
+        .iter()
+        .zip(&tests)
+        .map(|(check, test)| Row {
+            name: &check.name,
+            points: check.points,
+            max: check.max,
+            why: test["message"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let summary = summary(&report.lab, &rows);
+    publish(
+        json!({
+            "version": 1,
+            "status": status,
+            "max_score": report.max_score(),
+            "tests": tests,
+        }),
+        &summary,
+    )
 }
 
 /// What it prints for a submission that could not be graded (`why`): every
@@ -73,12 +88,64 @@ pub fn zero(lab: &Lab, why: &str) -> String {
             })
         })
         .collect();
-    publish(json!({
-        "version": 1,
-        "status": "error",
-        "max_score": lab.max_points(),
-        "tests": tests,
-    }))
+    let rows: Vec<Row> = lab
+        .checks()
+        .zip(&tests)
+        .map(|(check, test)| Row {
+            name: check.name,
+            points: 0,
+            max: check.points,
+            why: test["message"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let summary = summary(lab.name, &rows);
+    publish(
+        json!({
+            "version": 1,
+            "status": "error",
+            "max_score": lab.max_points(),
+            "tests": tests,
+        }),
+        &summary,
+    )
+}
+
+/// A check's line in the run's summary page.
+struct Row<'a> {
+    name: &'a str,
+    points: u32,
+    max: u32,
+    /// Why it lost points (empty if it did not).
+    why: String,
+}
+
+/// The lab's part of the workflow run's summary page (Markdown): a table
+/// of the checks' points with the first line of why each lost points, then
+/// each longer explanation, folded.
+fn summary(lab: &str, rows: &[Row]) -> String {
+    let total: u32 = rows.iter().map(|r| r.points).sum();
+    let max: u32 = rows.iter().map(|r| r.max).sum();
+    let mut text =
+        format!("### {lab}: {total}/{max}\n\n| check | points | |\n| --- | --- | --- |\n");
+    for row in rows {
+        let mark = if row.points == row.max { "✅" } else { "❌" };
+        let first = row.why.lines().next().unwrap_or_default();
+        text += &format!(
+            "| {mark} `{}` | {}/{} | {} |\n",
+            row.name,
+            row.points,
+            row.max,
+            first.replace('|', "\\|")
+        );
+    }
+    for row in rows.iter().filter(|r| r.why.lines().nth(1).is_some()) {
+        text += &format!(
+            "\n<details><summary>{}</summary>\n\n````text\n{}\n````\n\n</details>\n",
+            row.name,
+            row.why.replace("````", "''''")
+        );
+    }
+    text + "\n"
 }
 
 /// One check as one test: its points out of its max (the runner's
@@ -115,27 +182,37 @@ fn test(lab: &str, check: &CheckReport, room: usize) -> Value {
     })
 }
 
-/// The JSON's text; with `$GITHUB_OUTPUT` set (in a workflow step), also
-/// the line `result=<base64>` appended to that file, which sets the step's
-/// output `result`. A file that cannot be written is said on stderr: the
-/// reporter will then say this runner has no result.
-fn publish(result: Value) -> String {
+/// The JSON's text. In a workflow step, also the line `result=<base64>`
+/// appended to `$GITHUB_OUTPUT`, which sets the step's output `result`, and
+/// `summary` to `$GITHUB_STEP_SUMMARY`, the run's summary page.
+fn publish(result: Value, summary: &str) -> String {
     let text = serde_json::to_string(&result).unwrap();
-    if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
-        let line = format!("result={}\n", base64(text.as_bytes()));
-        let written = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(line.as_bytes()));
-        if let Err(err) = written {
-            eprintln!(
-                "grader: cannot write the result to $GITHUB_OUTPUT ({}): {err}",
-                std::path::Path::new(&path).display()
-            );
-        }
-    }
+    append(
+        "GITHUB_OUTPUT",
+        &format!("result={}\n", base64(text.as_bytes())),
+    );
+    append("GITHUB_STEP_SUMMARY", summary);
     serde_json::to_string_pretty(&result).unwrap()
+}
+
+/// Appends `text` to the file named by the variable `var`, if it is set.
+/// A file that cannot be written is said on stderr (for `GITHUB_OUTPUT`,
+/// the workflow step then writes a zero saying the grader stopped).
+fn append(var: &str, text: &str) {
+    let Some(path) = std::env::var_os(var) else {
+        return;
+    };
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(text.as_bytes()));
+    if let Err(err) = written {
+        eprintln!(
+            "grader: cannot write to ${var} ({}): {err}",
+            std::path::Path::new(&path).display()
+        );
+    }
 }
 
 /// `text`, at most about `room` bytes: its start and its end, with the
@@ -201,6 +278,33 @@ mod tests {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
         assert_eq!(base64("é\u{1F680}".as_bytes()), "w6nwn5qA");
+    }
+
+    #[test]
+    fn the_summary_has_a_line_per_check_and_folds_long_explanations() {
+        let row = |name, points, why: &str| Row {
+            name,
+            points,
+            max: 5,
+            why: why.to_string(),
+        };
+        let text = summary(
+            "poll_echo",
+            &[
+                row("basic_echo", 5, ""),
+                row("quit", 0, "sent a|b\nexpected: c"),
+                row("api", 0, "not run"),
+            ],
+        );
+        assert!(text.starts_with("### poll_echo: 5/15\n"), "{text}");
+        assert!(text.contains("| ✅ `basic_echo` | 5/5 |  |\n"), "{text}");
+        assert!(
+            text.contains("| ❌ `quit` | 0/5 | sent a\\|b |\n"),
+            "{text}"
+        );
+        assert!(text.contains("| ❌ `api` | 0/5 | not run |\n"), "{text}");
+        assert_eq!(text.matches("<details>").count(), 1, "{text}");
+        assert!(text.contains("<summary>quit</summary>"), "{text}");
     }
 
     #[test]
