@@ -80,9 +80,14 @@ PY
 python3 - "$question/info.json" "$lab" "$title" "$image" "$timeout" <<'PY'
 import json, sys, uuid
 out, lab, title, image, timeout = sys.argv[1:]
+repository = image.split("@")[0]
+if ":" in repository.rsplit("/", 1)[-1]:
+    repository = repository.rsplit(":", 1)[0]
 info = {
-    # Stable across exports: re-exporting updates the same question.
-    "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "https://iomux-labs/prairielearn/" + lab)),
+    # Stable across exports with the same image (its tag aside): exporting
+    # again updates the same question. The image's name keeps two courses'
+    # questions apart.
+    "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "https://iomux-labs/prairielearn/" + repository + "/" + lab)),
     "title": "iomux-labs " + title.replace("`", ""),
     "topic": "I/O multiplexing",
     "tags": ["iomux-labs", lab],

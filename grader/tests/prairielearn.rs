@@ -106,7 +106,8 @@ fn the_export_is_complete(export: &Path, lab: &str) {
         options["entrypoint"],
         format!("/iomux/run.sh {lab} {timeout}").as_str()
     );
-    // The same lab exported again is the same question.
+    // The same lab exported again, its image under a new tag, is the same
+    // question.
     assert_eq!(
         info["uuid"],
         self::info(&export_again(export, lab), lab)["uuid"]
@@ -164,7 +165,8 @@ fn export_again(export: &Path, lab: &str) -> PathBuf {
     let out = run(
         Command::new(common::workspace().join("tools/prairielearn.sh"))
             .arg(lab)
-            .arg(&again),
+            .arg(&again)
+            .arg("example/iomux-grader:next"),
     );
     assert!(out.status.success(), "{}", text(&out));
     again
