@@ -1,9 +1,10 @@
 //! The Autolab export (`make autolab`), run for real as Autolab runs it: a
 //! folder with autograde.tar, autograde-Makefile (as `Makefile`) and the
 //! student's handin.tar, then `make`, whose last line is the autoresult.
-//! One export of select_telnet, three handins: the stub (0), the reference
-//! solution's source (full marks) and one with a build script (refused, 0
-//! with the reason).
+//! One export of select_telnet, four handins: the stub (0), the reference
+//! solution's source (full marks), one with a build script (refused, 0 with
+//! the reason) and a source file that is not a tar (0, saying how to make
+//! one).
 
 mod common;
 
@@ -185,5 +186,14 @@ fn the_autolab_autograder_scores_the_stub_zero_the_solution_full_and_refuses_a_b
         "{output}"
     );
     assert!(output.contains("select_telnet: 0/100"), "{output}");
+
+    // The source file itself instead of a tar: 0, and the command to use.
+    std::fs::write(dir.join("handin.tar"), &solution).unwrap();
+    let (output, result) = autograde(&dir);
+    assert!(scores(&result).values().all(|&p| p == 0), "{output}");
+    assert!(
+        output.contains("not a tar archive") && output.contains("tar cf handin.tar labs/"),
+        "{output}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
