@@ -38,12 +38,20 @@ trap 'rm -rf "$stage"' EXIT
 copy=$stage/iomux-labs
 "$here/handout.sh" "$copy" >/dev/null
 echo "autolab: vendoring the dependencies (Autolab's containers usually have no network)"
-mkdir -p "$copy/.cargo"
 # As the Gradescope setup does: from cargo's cache if it can, else online.
-if ! (cd "$copy" && cargo vendor --quiet --offline vendor > "$stage/sources.toml" 2>/dev/null); then
-  (cd "$copy" && cargo vendor --quiet vendor > "$stage/sources.toml") || die "cargo vendor failed"
+if ! (cd "$copy" && cargo vendor --quiet --offline vendor >/dev/null 2>&1); then
+  (cd "$copy" && cargo vendor --quiet vendor >/dev/null) || die "cargo vendor failed"
 fi
-mv "$stage/sources.toml" "$copy/.cargo/config.toml"
+# Every build in the copy (and in the scratch workspaces grade.sh makes
+# inside it) takes the crates from vendor/, never from the network.
+mkdir -p "$copy/.cargo"
+cat > "$copy/.cargo/config.toml" <<'TOML'
+[source.crates-io]
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "vendor"
+TOML
 mkdir -p "$stage/autolab"
 cp "$here/autolab/grade.sh" "$stage/autolab/"
 printf 'LAB=%s\nTIMEOUT=%s\nLEADERBOARD=%s\n' "$lab" "$timeout" "$leaderboard" > "$stage/autolab/autolab.conf"

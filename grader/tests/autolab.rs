@@ -1,36 +1,102 @@
 //! The Autolab export (`make autolab`), run for real as Autolab runs it: a
 //! folder with autograde.tar, autograde-Makefile (as `Makefile`) and the
 //! student's handin.tar, then `make`, whose last line is the autoresult.
-//! One export of select_telnet, four handins: the stub (0), the reference
-//! solution's source (full marks), one with a build script (refused, 0 with
-//! the reason) and a source file that is not a tar (0, saying how to make
-//! one).
+//! As in Tango, `make` runs unprivileged (as `nobody` when the tests are
+//! root) and offline, with an empty cargo home: only the crates vendored in
+//! the tar can build. One export of select_telnet, four handins: the stub
+//! (0), the reference solution's source (full marks), one with a build
+//! script (refused, 0 with the reason) and a source file that is not a tar
+//! (0, saying how to make one).
 
 mod common;
 
 use common::{scratch, text};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const LAB: &str = "select_telnet";
 
-/// Its own target directory, kept between runs: grade.sh builds the grader
-/// from the exported copy, and must not replace the one the Gradescope
-/// tests built in `copies_target()`.
+/// The grading runs' target directory, kept between runs (the grader and
+/// the dependencies are compiled once), apart from the one the Gradescope
+/// tests use.
 fn autolab_target() -> PathBuf {
     common::target_dir()
         .join("instructor-tests")
         .join("autolab-target")
 }
 
-fn run(command: &mut Command) -> Output {
-    command
-        .env("CARGO_TARGET_DIR", autolab_target())
-        .env("NO_COLOR", "1")
+/// Who `make` runs as: `nobody` when the tests are root (Tango's autodriver
+/// is never root), else the tests' own user.
+fn nobody() -> Option<nix::unistd::User> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    nix::unistd::User::from_name("nobody").unwrap()
+}
+
+/// The toolchain's `bin/`, where `nobody` can run it: rustup keeps it under
+/// root's home, so it is hard-linked next to the target directory (once).
+fn toolchain() -> PathBuf {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
         .output()
-        .expect("run command")
+        .expect("run rustc");
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let linked = autolab_target().with_file_name("autolab-toolchain");
+    if !linked.join("bin/cargo").is_file() {
+        let _ = std::fs::remove_dir_all(&linked);
+        let copied = Command::new("cp")
+            .arg("-al")
+            .arg(&sysroot)
+            .arg(&linked)
+            .status();
+        if !copied.is_ok_and(|s| s.success()) {
+            let _ = std::fs::remove_dir_all(&linked);
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(&sysroot)
+                .arg(&linked)
+                .status();
+            assert!(copied.unwrap().success(), "cannot copy the toolchain");
+        }
+    }
+    linked.join("bin")
+}
+
+/// Runs `make` in `dir` as Autolab's autodriver would: unprivileged, with
+/// no cargo cache and cargo forbidden to use the network.
+fn make_as_tango(dir: &Path) -> Output {
+    let target = autolab_target();
+    std::fs::create_dir_all(&target).unwrap();
+    let mut make = Command::new("make");
+    make.current_dir(dir)
+        .env("CARGO_HOME", dir.join("cargo-home"))
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("CARGO_TARGET_DIR", &target)
+        .env("NO_COLOR", "1");
+    if let Some(user) = nobody() {
+        for owned in [dir, target.as_path()] {
+            let chown = Command::new("chown")
+                .arg("-R")
+                .arg(user.uid.to_string())
+                .arg(owned)
+                .status();
+            assert!(chown.unwrap().success(), "chown {}", owned.display());
+        }
+        make.env_clear()
+            .env("HOME", dir.join("home"))
+            .env("PATH", format!("{}:/usr/bin:/bin", toolchain().display()))
+            .env("CARGO_HOME", dir.join("cargo-home"))
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("CARGO_TARGET_DIR", &target)
+            .env("NO_COLOR", "1")
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw());
+    }
+    make.output().expect("run make")
 }
 
 /// The lab's checks and their points, from the registry.
@@ -44,12 +110,14 @@ fn checks() -> BTreeMap<String, u64> {
 /// `make autolab` into `root/export`.
 fn export(root: &Path) -> PathBuf {
     let dest = root.join("export");
-    let out = run(Command::new("make")
-        .arg("--no-print-directory")
-        .arg("-C")
-        .arg(common::workspace())
-        .args(["autolab", &format!("LAB={LAB}")])
-        .arg(format!("DEST={}", dest.display())));
+    let out = common::make(
+        &common::workspace(),
+        &[
+            "autolab",
+            &format!("LAB={LAB}"),
+            &format!("DEST={}", dest.display()),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     for file in ["autograde.tar", "autograde-Makefile", "problems.txt"] {
         assert!(dest.join(file).is_file(), "no {file}: {}", text(&out));
@@ -66,9 +134,11 @@ fn export(root: &Path) -> PathBuf {
     assert_eq!(listed, checks(), "{problems}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("round_trip 10"));
     // The student copy with its dependencies vendored, without solutions.
-    let list = run(Command::new("tar")
-        .arg("tzf")
-        .arg(dest.join("autograde.tar")));
+    let list = common::run(
+        Command::new("tar")
+            .arg("tzf")
+            .arg(dest.join("autograde.tar")),
+    );
     let names = String::from_utf8_lossy(&list.stdout);
     for wanted in [
         "iomux-labs/.cargo/config.toml",
@@ -79,6 +149,18 @@ fn export(root: &Path) -> PathBuf {
     ] {
         assert!(names.lines().any(|n| n == wanted), "no {wanted} in the tar");
     }
+    let list = common::run(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(dest.join("autograde.tar"))
+            .arg("-O")
+            .arg("iomux-labs/.cargo/config.toml"),
+    );
+    let config = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        config.contains("replace-with = \"vendored-sources\""),
+        "{config}"
+    );
     assert!(
         !names.contains("iomux-labs/solutions/"),
         "solutions in the tar"
@@ -99,12 +181,14 @@ fn folder(export: &Path, dir: &Path, files: &[(&str, &str)]) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    let tar = run(Command::new("tar")
-        .arg("cf")
-        .arg(dir.join("handin.tar"))
-        .arg("-C")
-        .arg(&work)
-        .arg("labs"));
+    let tar = common::run(
+        Command::new("tar")
+            .arg("cf")
+            .arg(dir.join("handin.tar"))
+            .arg("-C")
+            .arg(&work)
+            .arg("labs"),
+    );
     assert!(tar.status.success(), "{}", text(&tar));
 }
 
@@ -113,7 +197,7 @@ fn folder(export: &Path, dir: &Path, files: &[(&str, &str)]) {
 fn autograde(dir: &Path) -> (String, Value) {
     let out = {
         let _lock = common::exclusive();
-        run(Command::new("make").current_dir(dir))
+        make_as_tango(dir)
     };
     assert!(out.status.success(), "{}", text(&out));
     let output = String::from_utf8_lossy(&out.stdout).into_owned();
