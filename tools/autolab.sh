@@ -64,7 +64,10 @@ tar czf "$dest/autograde.tar" -C "$stage" --sort=name --owner=0 --group=0 --nume
 zero=$("$grader" zero "$lab" "the autograder could not run" --format autolab | tail -n 1)
 sed -e "s|@LAB@|$lab|g" -e "s|@HANDIN@|$handin|g" -e "s|@ZERO@|$zero|" \
   "$here/autolab/autograde-Makefile" > "$dest/autograde-Makefile"
-cp "$here/autolab/Dockerfile" "$dest/Dockerfile"
+# The image gets the Rust this export was built and tested with.
+rust=$(rustc --version | awk '{print $2}')
+case "$rust" in *[!0-9.]* | '') rust=stable;; esac
+sed "s|@RUST@|$rust|" "$here/autolab/Dockerfile" > "$dest/Dockerfile"
 
 # The problems: `grader --list` prints "  name  points  title" per check.
 "$grader" --list "$lab" | tail -n +2 | awk '{print $1, $2}' > "$dest/problems.txt"
