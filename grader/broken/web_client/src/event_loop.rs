@@ -5,21 +5,20 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::time::{Duration, Instant};
-
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
 use crate::args::{Url, usage_exit};
-use crate::fetch::{Fetch, Step};
+use crate::fetch::{Fetch, Stage, Step};
 use crate::poller::{Poller, Want};
 use crate::{Config, Fault, Outcome, Output, Tally};
 
 /// The ShortTick fault's fixed wake-up interval.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Every fetch in progress, keyed by its index (which is also its epoll token).
+/// Every fetch in progress, keyed by its index (which is also its readiness token).
 struct Loop<'a> {
     prog: &'a str,
     config: &'a Config,
@@ -85,10 +84,10 @@ impl Loop<'_> {
                 let Some(fetch) = self.fetches.get_mut(&index) else {
                     continue;
                 };
-                let was_connecting = matches!(fetch.stage, crate::fetch::Stage::Connecting);
+                let (was_connecting, wanted) = (connecting(fetch), want(fetch));
                 match fetch.advance(&mut buf) {
                     Step::Done(outcome) => self.end(index, outcome, out)?,
-                    Step::Pending => self.after_step(index, was_connecting)?,
+                    Step::Pending => self.after_step(index, was_connecting, wanted)?,
                 }
             }
             let now = Instant::now();
@@ -128,6 +127,8 @@ impl Loop<'_> {
             Err(outcome) => return self.report(index, &outcome, out),
         };
         let deadline = self.deadline_of(&fetch);
+        // A connect that succeeded at once waits for writability too: its socket is
+        // writable now, so the loop's next round sends.
         if let Err(e) = self.poller.add(fetch.sock.as_fd(), index, want(&fetch)) {
             let mut fetch = fetch;
             let outcome = fetch.fail("poll");
@@ -137,21 +138,24 @@ impl Loop<'_> {
             }
             return self.report(index, &outcome, out);
         }
-        self.deadlines.insert((deadline, index));
+        // (The ConnectDeadline fault: no deadline for a connect that succeeded at once.)
+        if self.fault != Fault::ConnectDeadline || connecting(&fetch) {
+            self.deadlines.insert((deadline, index));
+        }
         self.fetches.insert(index, fetch);
-        // A connect that succeeded at once is writable now: the loop's first round sends.
-        self.after_step(index, true)
+        Ok(())
     }
 
-    /// After a turn that did not end fetch `index`: watch what it now waits for.
-    fn after_step(&mut self, index: usize, was_connecting: bool) -> io::Result<()> {
+    /// After a turn that did not end fetch `index`, which was connecting or not and
+    /// waited for `wanted`: watch what it waits for now.
+    fn after_step(&mut self, index: usize, was_connecting: bool, wanted: Want) -> io::Result<()> {
         let fetch = &self.fetches[&index];
-        if self.fault == Fault::ConnectDeadline
-            && was_connecting
-            && !matches!(fetch.stage, crate::fetch::Stage::Connecting)
-        {
+        if self.fault == Fault::ConnectDeadline && was_connecting && !connecting(fetch) {
             // The mistake: once connected, no deadline at all.
-            self.deadlines.retain(|&(_, i)| i != index);
+            self.deadlines.remove(&(self.deadline_of(fetch), index));
+        }
+        if want(fetch) == wanted {
+            return Ok(());
         }
         // A level-triggered call keeps reporting a writable socket: once the request
         // is out, wait for input only.
@@ -193,4 +197,8 @@ fn want(f: &Fetch) -> Want {
     } else {
         Want::Read
     }
+}
+
+fn connecting(f: &Fetch) -> bool {
+    matches!(f.stage, Stage::Connecting)
 }
