@@ -172,3 +172,63 @@ pub fn check_dir_or_exit(prog: &str, dir: &Path) {
         process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| arg.to_string()).collect()
+    }
+
+    #[test]
+    fn urls_the_contract_accepts() {
+        let url = Url::parse("http://127.0.0.1:8080/a/b?c=d").unwrap();
+        assert_eq!(url.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            url.request,
+            b"GET /a/b?c=d HTTP/1.0\r\nHost: 127.0.0.1:8080\r\n\r\n"
+        );
+        let url = Url::parse("http://10.0.0.2").unwrap();
+        assert_eq!(url.request, b"GET / HTTP/1.0\r\nHost: 10.0.0.2:80\r\n\r\n");
+    }
+
+    #[test]
+    fn urls_the_contract_refuses() {
+        for bad in [
+            "https://127.0.0.1/",
+            "HTTP://127.0.0.1/",
+            "http://localhost:80/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:70000/",
+            "http://127.0.0.1:/",
+            "http://127.0.0.1/a#b",
+            "http://127.0.0.1/a b",
+            "http://127.0.0.256/",
+            "http://127.0.0/",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn command_lines() {
+        let config = parse(&strings(&[
+            "--parallel",
+            "2",
+            "--timeout-ms=300",
+            "http://1.2.3.4/",
+        ]));
+        let config = config.unwrap();
+        assert_eq!((config.parallel, config.timeout.as_millis()), (2, 300));
+        for bad in [
+            &["--parallel", "0", "http://1.2.3.4/"][..],
+            &["--timeout-ms", "x", "http://1.2.3.4/"],
+            &["--out", "/tmp"],
+            &["http://1.2.3.4/", "--parallel", "2"],
+            &["--verbose", "http://1.2.3.4/"],
+        ] {
+            assert!(parse(&strings(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+}
