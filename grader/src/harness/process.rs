@@ -366,7 +366,7 @@ impl Program {
                     .unwrap_or_else(|_| format!("signal {sig}"));
                 let why = match sig {
                     13 => {
-                        " (it wrote to a connection the client had closed: ignore SIGPIPE, handle EPIPE)"
+                        " (it wrote to a connection or pipe whose reader was gone: ignore SIGPIPE, handle EPIPE)"
                     }
                     9 => " (SIGKILL: the CPU or memory limit, or the grader)",
                     24 => " (SIGXCPU: it used more than its CPU time limit)",

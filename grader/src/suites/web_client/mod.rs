@@ -7,7 +7,7 @@
 //! refuses, a black hole), `run.rs` (the output folder, running the client,
 //! its lines and the verdicts most checks share), and the checks by theme:
 //! `fetch.rs` (what one fetch gets right), `window.rs` (many at once, the
-//! limit, the sliding window, completion order, fds), `failures.rs`
+//! limit, the sliding window, completion order, fds, 1,000 at once), `failures.rs`
 //! (refused, never connected, stalled, reset, the deadline per fetch) and
 //! `process.rs` (how it waits, its threads, bad command lines and folders,
 //! a stdout nobody reads).
@@ -39,6 +39,7 @@ pub static SUITE: Suite = Suite {
         fetch::BAD_RESPONSE,
         fetch::LARGE_BODY,
         window::FD_BOUND,
+        window::SCALE,
         process::IDLE,
         process::SINGLE_THREAD,
         process::USAGE,

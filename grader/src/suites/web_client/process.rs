@@ -350,8 +350,10 @@ fn stdout_gone(ctx: &Ctx) -> Outcome {
     } else {
         "when a write to stdout fails (EPIPE), print one line on stderr and exit 1"
     };
-    Err(Failure::new(format!("stdout's reader was gone: {story}"))
-        .expected("exit code 1, with at most a line on stderr")
-        .cause(cause)
-        .into())
+    Err(
+        Failure::new(format!("stdout's reader was gone, and\n{story}"))
+            .expected("exit code 1, with at most a line on stderr")
+            .cause(cause)
+            .into(),
+    )
 }
