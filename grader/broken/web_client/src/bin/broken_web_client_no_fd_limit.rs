@@ -1,0 +1,3 @@
+fn main() {
+    broken_web_client::run(broken_web_client::Fault::NoFdLimit)
+}
