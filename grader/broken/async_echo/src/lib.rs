@@ -335,8 +335,14 @@ async fn client(socket: Socket, idle: Duration) {
         match io.ready_or_deadline(want, &mut timer, deadline).await {
             Woke::Ready(bits) => woken_readable = bits & READABLE != 0,
             Woke::Deadline if fault() == Fault::WaitsForBye => {
-                // FAULT(WaitsForBye): the line is written in full, waiting for room.
-                return write_all(&io, BYE).await;
+                // FAULT(WaitsForBye): `BYE idle` goes out like a reply, after
+                // the replies still waiting, and the connection closes only
+                // once all of it is sent: never, if the client does not read.
+                // (Written alone, the 9 bytes could slip into the little room
+                // left in a send buffer that poll already calls full.)
+                session.out.extend(BYE);
+                let pending: Vec<u8> = session.out.iter().copied().collect();
+                return write_all(&io, &pending).await;
             }
             Woke::Deadline => {
                 if fault() != Fault::NoBye {
