@@ -99,7 +99,7 @@ impl Drop for HttpServer {
 /// every byte value.
 fn binary_body() -> Vec<u8> {
     let mut body = Vec::new();
-    for i in 0..(3 << 20) / 16 {
+    for i in 0..(3u32 << 20) / 16 {
         body.extend_from_slice(b"\r\n\r\n\0\0HTTP/1.0 ");
         body.extend_from_slice(&u32::to_le_bytes(i.wrapping_mul(2_654_435_761)));
     }
