@@ -401,27 +401,41 @@ fn round(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
+/// A check's report for the formats' unit tests: `failure` is its message
+/// unless it passed.
+#[cfg(test)]
+pub(crate) fn sample_check(
+    name: &str,
+    status: Status,
+    points: u32,
+    max: u32,
+    failure: &str,
+) -> CheckReport {
+    CheckReport {
+        name: name.into(),
+        description: format!("{name} does things"),
+        status,
+        points,
+        max,
+        seconds: 0.25,
+        message: if status == Status::Pass {
+            String::new()
+        } else {
+            failure.into()
+        },
+        notes: vec!["cpu 0.01 s".into()],
+        hint: Some("look closer".into()),
+        flaky: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn report() -> LabReport {
-        let check = |name: &str, status, points, max| CheckReport {
-            name: name.into(),
-            description: format!("{name} does things"),
-            status,
-            points,
-            max,
-            seconds: 0.25,
-            message: if status == Status::Pass {
-                String::new()
-            } else {
-                "it broke\n  here".into()
-            },
-            notes: vec!["cpu 0.01 s".into()],
-            hint: Some("look closer".into()),
-            flaky: false,
-        };
+        let check =
+            |name, status, points, max| sample_check(name, status, points, max, "it broke\n  here");
         LabReport {
             lab: "poll_echo".into(),
             bin: "target/x".into(),

@@ -76,24 +76,11 @@ fn autoresult(scores: impl Iterator<Item = (String, Value)>, scoreboard: Vec<Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{CheckReport, Order, Status};
+    use crate::report::{Order, Status, sample_check};
 
     fn report(leaderboard: Vec<Entry>) -> LabReport {
-        let check = |name: &str, status, points, max| CheckReport {
-            name: name.into(),
-            description: format!("{name} does things"),
-            status,
-            points,
-            max,
-            seconds: 0.25,
-            message: if status == Status::Pass {
-                String::new()
-            } else {
-                "sent \"hi\\n\", got nothing".into()
-            },
-            notes: Vec::new(),
-            hint: Some("look closer".into()),
-            flaky: false,
+        let check = |name, status, points, max| {
+            sample_check(name, status, points, max, "sent \"hi\\n\", got nothing")
         };
         LabReport {
             lab: "poll_echo".into(),

@@ -112,25 +112,10 @@ fn fraction(score: u32, max: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::CheckReport;
+    use crate::report::{CheckReport, sample_check};
 
     fn check(name: &str, status: Status, points: u32, max: u32) -> CheckReport {
-        CheckReport {
-            name: name.into(),
-            description: format!("{name} does things"),
-            status,
-            points,
-            max,
-            seconds: 0.5,
-            message: if status == Status::Pass {
-                String::new()
-            } else {
-                "sent \"hi\\n\", got nothing".into()
-            },
-            notes: vec!["cpu 0.01 s".into()],
-            hint: Some("look closer".into()),
-            flaky: false,
-        }
+        sample_check(name, status, points, max, "sent \"hi\\n\", got nothing")
     }
 
     #[test]
