@@ -6,7 +6,7 @@
 use super::fetch::only_files;
 use super::run::{self, Fetched, OutDir, Run};
 use super::site::{self, BlackHole, Refusing, Reply, Step};
-use super::{numbered, start_site};
+use super::{numbered, start_site, urls};
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, grader_error, secs};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -173,7 +173,7 @@ fn deadline_per_fetch(ctx: &Ctx) -> Outcome {
     let site = start_site(numbered("/d/", 4, |i| {
         Reply::ok(&bodies[i]).after(Duration::from_millis(600))
     }))?;
-    let urls: Vec<String> = (1..=4).map(|i| site.url(&format!("/d/{i}"))).collect();
+    let urls = urls(&site, "/d/", 4);
     let dir = OutDir::new()?;
     let mut run = run::start(
         ctx,
@@ -226,7 +226,7 @@ fn stalled(ctx: &Ctx) -> Outcome {
         ),
         ("/s/3".into(), Reply::ok(&third)),
     ])?;
-    let urls: Vec<String> = (1..=3).map(|i| site.url(&format!("/s/{i}"))).collect();
+    let urls = urls(&site, "/s/", 3);
     let dir = OutDir::new()?;
     let mut run = run::start(ctx, &dir.path, &["--timeout-ms", "1500"], &urls)?;
     let status = run.finish(Duration::from_secs(5));

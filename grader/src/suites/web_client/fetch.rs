@@ -9,7 +9,7 @@ use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, grader_error, 
 use crate::harness::proc;
 use crate::harness::text::{bytes, quote, thousands};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) const ONE_FETCH: Check = Check {
     name: "one_fetch",
@@ -297,13 +297,14 @@ fn large_body(ctx: &Ctx) -> Outcome {
         &["--timeout-ms", "50000"],
         &[site.url("/large")],
     )?;
-    let pid = run.program.pid;
-    let deadline = run.started + Duration::from_secs(50);
     let mut peak = 0;
-    while run.program.exit_status().is_none() && Instant::now() < deadline {
-        peak = peak.max(proc::peak_rss_kib(pid).unwrap_or(0));
-        run.next_line(Instant::now() + Duration::from_millis(20));
-    }
+    run.watch(
+        Duration::from_secs(50),
+        Duration::from_millis(20),
+        |pid, _| {
+            peak = peak.max(proc::peak_rss_kib(pid).unwrap_or(0));
+        },
+    );
     let status = run.finish(Duration::from_secs(52));
     ctx.note(format!("peak memory {} KiB", thousands(peak as usize)));
     run.expect_all(

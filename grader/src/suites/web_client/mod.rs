@@ -89,3 +89,8 @@ fn numbered(
         .map(|i| (format!("{prefix}{i}"), reply(i)))
         .collect()
 }
+
+/// The URLs of [`numbered`]'s routes: `{prefix}1` to `{prefix}{n}` on `site`.
+fn urls(site: &site::Site, prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| site.url(&format!("{prefix}{i}"))).collect()
+}

@@ -5,13 +5,13 @@
 use super::failures::timed_out_on_time;
 use super::run::{self, OutDir};
 use super::site::Reply;
-use super::{numbered, start_site};
+use super::{numbered, start_site, urls};
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, grader_error, secs};
 use crate::harness::proc::{self, SyscallState, syscall_name};
 use crate::harness::process::SpawnOptions;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) const IDLE: Check = Check {
     name: "idle",
@@ -34,7 +34,7 @@ const WAKEUPS: u64 = 25;
 
 fn idle(ctx: &Ctx) -> Outcome {
     let site = start_site(numbered("/i/", 6, |_| Reply::silent()))?;
-    let urls: Vec<String> = (1..=6).map(|i| site.url(&format!("/i/{i}"))).collect();
+    let urls = urls(&site, "/i/", 6);
     let dir = OutDir::new()?;
     let mut run = run::start(
         ctx,
@@ -140,19 +140,20 @@ fn single_thread(ctx: &Ctx) -> Outcome {
     let site = start_site(numbered("/t/", 4, |i| {
         Reply::ok(format!("{i}\n").as_bytes()).after(Duration::from_millis(600))
     }))?;
-    let urls: Vec<String> = (1..=4).map(|i| site.url(&format!("/t/{i}"))).collect();
+    let urls = urls(&site, "/t/", 4);
     let dir = OutDir::new()?;
     let mut run = run::start(ctx, &dir.path, &[], &urls)?;
-    let pid = run.program.pid;
     let (mut threads, mut children) = (0, Vec::new());
-    let deadline = run.started + Duration::from_secs(10);
-    while run.program.exit_status().is_none() && Instant::now() < deadline {
-        threads = threads.max(proc::threads(pid).unwrap_or(0));
-        if children.is_empty() {
-            children = proc::children(pid);
-        }
-        run.next_line(Instant::now() + Duration::from_millis(10));
-    }
+    run.watch(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        |pid, _| {
+            threads = threads.max(proc::threads(pid).unwrap_or(0));
+            if children.is_empty() {
+                children = proc::children(pid);
+            }
+        },
+    );
     let status = run.finish(Duration::from_secs(11));
     ctx.note(format!("most threads: {threads}"));
     if threads > 1 || !children.is_empty() {
@@ -319,7 +320,7 @@ fn stdout_gone(ctx: &Ctx) -> Outcome {
     let site = start_site(numbered("/g/", 3, |i| {
         Reply::ok(format!("{i}\n").as_bytes())
     }))?;
-    let urls: Vec<String> = (1..=3).map(|i| site.url(&format!("/g/{i}"))).collect();
+    let urls = urls(&site, "/g/", 3);
     let dir = OutDir::new()?;
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|err| grader_error(format!("pipe2: {err}")))?;

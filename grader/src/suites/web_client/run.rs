@@ -233,6 +233,22 @@ impl Run {
         status
     }
 
+    /// While the program runs, until `within` from its start: `look` at it
+    /// (its pid, the time since its start) every `every`, reading its lines
+    /// meanwhile (a full stdout pipe would stop it).
+    pub fn watch(
+        &mut self,
+        within: Duration,
+        every: Duration,
+        mut look: impl FnMut(i32, Duration),
+    ) {
+        let deadline = self.started + within;
+        while self.program.exit_status().is_none() && Instant::now() < deadline {
+            look(self.program.pid, self.started.elapsed());
+            self.next_line(Instant::now() + every);
+        }
+    }
+
     /// Fetch `i`'s line, if it came.
     pub fn ended(&self, i: usize) -> Option<(&Heard, &Fetched)> {
         self.heard.iter().find_map(|heard| match &heard.said {

@@ -3,20 +3,16 @@
 //! the order fetches end, and fds bounded by N whatever the number of URLs.
 
 use super::run::{self, Fetched, OutDir};
-use super::site::{Reply, Site};
-use super::{numbered, start_site};
+use super::site::Reply;
+use super::{numbered, start_site, urls};
 use crate::check::{Check, Ctx, Failure, Outcome, Verdict, broken, need_fds, secs};
 use crate::harness::proc;
 use crate::harness::process::SpawnOptions;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The body of fetch `i` in these checks: short, and its own.
 fn body(i: usize) -> Vec<u8> {
     format!("body of fetch {i}\n").into_bytes()
-}
-
-fn urls(site: &Site, prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| site.url(&format!("{prefix}{i}"))).collect()
 }
 
 fn all_ok(n: usize) -> Vec<Fetched> {
@@ -222,20 +218,20 @@ fn fd_bound(ctx: &Ctx) -> Outcome {
         &["--parallel", "50"],
         &urls(&site, "/f/", N),
     )?;
-    let pid = run.program.pid;
     // About 1 s of work (20 rounds of 50 ms): a client far slower than
     // that fails here, not after a minute.
-    let deadline = run.started + Duration::from_secs(15);
     let mut peak = (0, Duration::ZERO);
-    while run.program.exit_status().is_none() && Instant::now() < deadline {
-        if let Some(fds) = proc::open_fds(pid)
-            && fds > peak.0
-        {
-            peak = (fds, run.started.elapsed());
-        }
-        // Reads what came meanwhile (a full stdout pipe would stop it).
-        run.next_line(Instant::now() + Duration::from_millis(10));
-    }
+    run.watch(
+        Duration::from_secs(15),
+        Duration::from_millis(10),
+        |pid, at| {
+            if let Some(fds) = proc::open_fds(pid)
+                && fds > peak.0
+            {
+                peak = (fds, at);
+            }
+        },
+    );
     let status = run.finish(Duration::from_secs(16));
     ctx.note(format!(
         "peak open fds {} at {:.2} s",
@@ -284,16 +280,17 @@ fn scale(ctx: &Ctx) -> Outcome {
     };
     let urls = urls(&site, "/n/", N);
     let mut run = run::start_with(ctx, &dir.path, &["--parallel", "1000"], &urls, options)?;
-    let pid = run.program.pid;
-    let deadline = run.started + Duration::from_secs(15);
     let (mut most_fds, mut soft_limit) = (0, None);
-    while run.program.exit_status().is_none() && Instant::now() < deadline {
-        most_fds = most_fds.max(proc::open_fds(pid).unwrap_or(0));
-        if let Some(soft) = proc::nofile_soft(pid) {
-            soft_limit = Some(soft);
-        }
-        run.next_line(Instant::now() + Duration::from_millis(10));
-    }
+    run.watch(
+        Duration::from_secs(15),
+        Duration::from_millis(10),
+        |pid, _| {
+            most_fds = most_fds.max(proc::open_fds(pid).unwrap_or(0));
+            if let Some(soft) = proc::nofile_soft(pid) {
+                soft_limit = Some(soft);
+            }
+        },
+    );
     let status = run.finish(Duration::from_secs(16));
     ctx.note(format!(
         "most open at once: {}; most fds: {most_fds}",
